@@ -1,0 +1,51 @@
+# usecase-zoo — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export DVC_NO_ANALYTICS ?= 1
+export PYTHONHASHSEED ?= 0
+
+.PHONY: help install data repro test lint format bench lab clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the pinned stack (idempotent)
+
+data: install  ## fetch source archives (offline mirror or URL) and build data/raw deterministically
+	$(BIN)/zoo fetch
+	$(BIN)/dvc commit -q -f data.dvc
+
+repro: data  ## install, get the data, run the default pipeline (`dvc repro`)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
+
+test: install  ## install and run the test suite
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q
+
+lint: install  ## ruff check + format check
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: install  ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+bench: install  ## run the benchmarks (prints tables)
+	$(BIN)/python benchmarks/trainer_throughput.py
+	$(BIN)/python benchmarks/latency.py
+
+lab: install  ## start JupyterLab on the notebooks
+	$(BIN)/jupyter lab notebooks
+
+clean:  ## remove caches (keeps .venv and data)
+	rm -rf .pytest_cache .ruff_cache

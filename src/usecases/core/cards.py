@@ -1,0 +1,141 @@
+"""Model cards in the Hugging Face format: YAML front matter + markdown body."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from usecases.core.io import write_text
+
+_PACKAGES = (
+    "usecases",
+    "torch",
+    "torchvision",
+    "numpy",
+    "pillow",
+    "scikit-learn",
+    "safetensors",
+    "hydra-core",
+    "dvc",
+)
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def code_commit(root: Path | None = None) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _spdx(licence: str) -> str:
+    return licence.strip().lower().replace(" ", "-") or "other"
+
+
+def render_model_card(
+    *,
+    name: str,
+    usecase: Any,
+    cfg: dict[str, Any],
+    meta: dict[str, Any],
+    metrics: dict[str, Any],
+    data_hash: str,
+    weights_hash: str,
+) -> str:
+    data = cfg["data"]
+    scalar = {k: v for k, v in metrics.items() if isinstance(v, int | float) and k != "n"}
+    front = {
+        "license": _spdx(data.get("licence", "")),
+        "library_name": "pytorch",
+        "pipeline_tag": usecase.task,
+        "tags": ["usecase-zoo", usecase.name, meta.get("arch", "")],
+        "datasets": [data.get("dataset_name", "")],
+        "metrics": sorted(scalar),
+        "model-index": [
+            {
+                "name": f"{usecase.name}/{name}",
+                "results": [
+                    {
+                        "task": {"type": usecase.task},
+                        "dataset": {
+                            "name": data.get("dataset_name", ""),
+                            "type": data.get("dataset_name", ""),
+                            "split": "test",
+                        },
+                        "metrics": [{"type": k, "value": v} for k, v in sorted(scalar.items())],
+                    }
+                ],
+            }
+        ],
+    }
+    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(scalar.items()))
+    per_class = metrics.get("per_class", {})
+    pc_rows = "\n".join(
+        f"| {c} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
+        for c, m in per_class.items()
+    )
+    versions = "\n".join(f"- {k} {v}" for k, v in package_versions().items())
+    body = f"""
+# {usecase.name} / {name}
+
+Architecture `{meta.get("arch")}`, input {meta.get("image_size", "")} px, labels: {", ".join(meta.get("labels", []))}.
+Weights: `weights.safetensors` (sha256 `{weights_hash}`); preprocessing and labels are in its metadata.
+
+## Intended use
+{usecase.intended_use}
+
+## Results (published test split, {metrics.get("n", "?")} items; never a training or validation figure)
+| metric | value |
+|---|---|
+{rows}
+
+| class | precision | recall | F1 | support |
+|---|---|---|---|---|
+{pc_rows}
+
+## Limitations
+{usecase.limitations}
+
+## Data
+{data.get("dataset_name", "")}, licence {data.get("licence", "")}. Citation: {data.get("citation", "")}
+Manifest sha256 (data hash): `{data_hash}`. Pretrained start: {meta.get("source", "none")} ({meta.get("licence", "")}).
+
+## Provenance
+- code commit: `{code_commit()}`
+- profile: `{cfg.get("profile")}`, seed {cfg.get("seed")}
+
+### Config
+```yaml
+{yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True).rstrip()}
+```
+
+### Package versions
+{versions}
+"""
+    return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n" + body
+
+
+def write_model_card(path: Path, **kwargs: Any) -> None:
+    write_text(path, render_model_card(**kwargs))

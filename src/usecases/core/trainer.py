@@ -1,0 +1,327 @@
+"""One training loop for every use case.
+
+Reading order: `amp_context`, `Trainer.train_one_epoch`, `Trainer.validate`, `Trainer.fit`.
+The use case supplies `loss_fn(model, batch) -> loss` and `eval_fn(model, loader) -> metrics`;
+the loop does the rest: epochs or steps, gradient accumulation, autocast, early stopping on a
+validation metric, a checkpoint every epoch (resumable), dvclive logging and a progress bar.
+It is DDP-ready: only rank 0 logs and writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from usecases.core.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    save_weights,
+    set_rng_state,
+)
+from usecases.core.config import OptimConfig, TrainerConfig
+
+log = logging.getLogger(__name__)
+
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+EvalFn = Callable[[nn.Module, Iterable], dict[str, float]]
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def amp_context(device: str, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast for forward + loss; a no-op in fp32."""
+    if precision == "32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    if precision == "16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.float16)
+    raise ValueError(f"Unknown trainer.precision {precision!r}; expected one of '32', 'bf16', '16'")
+
+
+def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
+        )
+    raise ValueError(f"Unknown optim.name {cfg.name!r}; expected one of 'adamw', 'sgd'")
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step schedule: linear warm-up, then cosine to zero (or constant)."""
+    warmup = min(cfg.warmup_epochs * steps_per_epoch, max(total_steps - 1, 0))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg.scheduler == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    if cfg.scheduler not in ("cosine", "constant"):
+        raise ValueError(
+            f"Unknown optim.scheduler {cfg.scheduler!r}; expected 'cosine' or 'constant'"
+        )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimiser steps taken
+    best: float | None = None
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: TrainerConfig,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+        loss_fn: LossFn,
+        eval_fn: EvalFn,
+        run_dir: Path,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.loss_fn = loss_fn
+        self.eval_fn = eval_fn
+        self.run_dir = Path(run_dir)
+        self.config = config or {}
+        self.state = TrainState()
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.is_main = rank() == 0
+        self._live = None
+        if cfg.monitor_mode not in ("max", "min"):
+            raise ValueError(
+                f"Unknown trainer.monitor_mode {cfg.monitor_mode!r}; expected 'max' or 'min'"
+            )
+
+    # -- the loop -------------------------------------------------------------------------
+    def _done(self) -> bool:
+        return 0 <= self.cfg.max_steps <= self.state.step
+
+    def train_one_epoch(self, loader: Iterable) -> float:
+        self.model.train()
+        amp = amp_context(self.cfg.device, self.cfg.precision)
+        accum = max(1, self.cfg.grad_accum)
+        total, count = 0.0, 0
+        bar = self._progress(loader, f"epoch {self.state.epoch + 1}")
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, batch in enumerate(bar):
+            with amp:
+                loss = self.loss_fn(self.model, batch)
+            (loss / accum).backward()
+            total += loss.item()
+            count += 1
+            if (i + 1) % accum == 0:
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                self.state.step += 1
+                if self.state.step % max(1, self.cfg.log_every_n_steps) == 0 and hasattr(
+                    bar, "set_postfix"
+                ):
+                    bar.set_postfix(loss=f"{total / count:.4f}")
+                if self._done():
+                    break
+        return total / max(1, count)
+
+    @torch.no_grad()
+    def validate(self, loader: Iterable) -> dict[str, float]:
+        self.model.eval()
+        with amp_context(self.cfg.device, self.cfg.precision):
+            return self.eval_fn(self.model, loader)
+
+    def fit(self, train_loader: Iterable, val_loader: Iterable, resume: bool = False) -> TrainState:
+        if resume:
+            self.resume()
+        self._open_live()
+        try:
+            while (
+                self.state.epoch < self.cfg.max_epochs
+                and not self._done()
+                and not self.state.stopped_early
+            ):
+                train_loss = self.train_one_epoch(train_loader)
+                metrics = self.validate(val_loader)
+                self.state.epoch += 1
+                self._end_epoch(train_loss, metrics)
+        finally:
+            self._close_live()
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return self.state
+
+    def _end_epoch(self, train_loss: float, metrics: dict[str, float]) -> None:
+        if self.cfg.monitor not in metrics:
+            raise KeyError(
+                f"trainer.monitor {self.cfg.monitor!r} not among validation metrics {sorted(metrics)}"
+            )
+        value = float(metrics[self.cfg.monitor])
+        row = {
+            "epoch": self.state.epoch,
+            "step": self.state.step,
+            "train_loss": round(train_loss, 6),
+        }
+        row.update(
+            {
+                f"val_{k}": round(float(v), 6)
+                for k, v in metrics.items()
+                if isinstance(v, int | float)
+            }
+        )
+        self.state.history.append(row)
+        better = (
+            self.state.best is None
+            or (self.cfg.monitor_mode == "max" and value > self.state.best)
+            or (self.cfg.monitor_mode == "min" and value < self.state.best)
+        )
+        if better:
+            self.state.best, self.state.best_epoch, self.state.bad_epochs = (
+                value,
+                self.state.epoch,
+                0,
+            )
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            if self.is_main:
+                save_weights(self.best_state, self.run_dir / "best.safetensors")
+        else:
+            self.state.bad_epochs += 1
+            patience = self.cfg.early_stopping_patience
+            if patience > 0 and self.state.bad_epochs >= patience:
+                self.state.stopped_early = True
+                log.info(
+                    "early stopping: no %s improvement for %d epochs", self.cfg.monitor, patience
+                )
+        log.info(
+            "epoch %d step %d train_loss %.4f val_%s %.4f%s",
+            self.state.epoch,
+            self.state.step,
+            train_loss,
+            self.cfg.monitor,
+            value,
+            " *" if better else "",
+        )
+        self._log_live(row)
+        if self.is_main:
+            self.save()
+
+    # -- checkpoints ----------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "last.ckpt.safetensors"
+
+    def save(self) -> None:
+        save_checkpoint(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                "epoch": self.state.epoch,
+                "step": self.state.step,
+                "scaler": None,  # bf16 needs no loss scaling; kept for a fixed set of keys
+                "rng": rng_state(),
+                "trainer_state": asdict(self.state),
+                "config": self.config,
+            },
+            self.checkpoint_path,
+        )
+
+    def resume(self) -> None:
+        if not self.checkpoint_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {self.checkpoint_path}")
+        ckpt = load_checkpoint(self.checkpoint_path)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scheduler is not None and ckpt["scheduler"] is not None:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"])
+        self.state = TrainState(**ckpt["trainer_state"])
+        best = self.run_dir / "best.safetensors"
+        if best.is_file():
+            from usecases.core.checkpoint import load_weights
+
+            self.best_state = load_weights(best)
+        log.info(
+            "resumed from %s at epoch %d, step %d",
+            self.checkpoint_path,
+            self.state.epoch,
+            self.state.step,
+        )
+
+    # -- logging --------------------------------------------------------------------------
+    def _progress(self, loader: Iterable, desc: str) -> Iterable:
+        if not (self.cfg.progress and self.is_main):
+            return loader
+        from tqdm.auto import tqdm
+
+        return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+
+    def _open_live(self) -> None:
+        if not self.is_main:
+            return
+        try:
+            from dvclive import Live
+        except ImportError:  # dvclive is optional for library users
+            return
+        try:
+            self._live = Live(
+                dir=str(self.run_dir / "dvclive"),
+                resume=self.state.epoch > 0,
+                save_dvc_exp=False,
+                dvcyaml=None,
+                report=None,
+            )
+        except Exception as e:  # logging must never stop a training run  # noqa: BLE001
+            log.warning("dvclive logging disabled: %s", e)
+
+    def _log_live(self, row: dict[str, float]) -> None:
+        if self._live is None:
+            return
+        for k, v in row.items():
+            if k not in ("epoch", "step"):
+                self._live.log_metric(k, v)
+        self._live.next_step()
+
+    def _close_live(self) -> None:
+        if self._live is not None:
+            self._live.end()
+            self._live = None

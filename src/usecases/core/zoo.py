@@ -1,0 +1,88 @@
+"""The zoo as a table: released models with their test metric, size and CPU latency."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# The headline metric of each kind of task, as stored in metrics.json.
+HEADLINE = ("accuracy", "auroc", "chrf", "cer")
+
+
+def measure_latency(
+    model: torch.nn.Module, example: torch.Tensor, runs: int = 20, threads: int = 1
+) -> float:
+    """Median batch-1 latency in ms on `threads` CPU threads (restores the thread count)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        times = []
+        with torch.inference_mode():
+            for _ in range(3):
+                model(example)
+            for _ in range(runs):
+                t = time.perf_counter()
+                model(example)
+                times.append(time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(before)
+    return sorted(times)[len(times) // 2] * 1000
+
+
+def list_released(models_root: Path, latency: bool = True) -> list[dict[str, Any]]:
+    from usecases.core.stages import METRICS, WEIGHTS, load_model
+
+    rows = []
+    for weights in sorted(models_root.glob(f"*/*/{WEIGHTS}")):
+        folder = weights.parent
+        metrics_file = folder / METRICS
+        m = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
+        metric = next(((k, m[k]) for k in HEADLINE if k in m), ("-", None))
+        row: dict[str, Any] = {
+            "model": folder.name,
+            "usecase": folder.parent.name,
+            "metric": metric[0],
+            "value": metric[1],
+            "size_mb": round(weights.stat().st_size / 1e6, 2),
+            "latency_ms": None,
+        }
+        if latency:
+            model, meta, _ = load_model(folder)
+            size = meta.get("image_size", 224)
+            row["latency_ms"] = round(measure_latency(model, torch.randn(1, 3, size, size)), 2)
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "The zoo is empty: run `make repro` (or `zoo train ...`) first."
+    head = ["model", "use case", "test metric", "size (MB)", "CPU latency (ms, batch 1, 1 thread)"]
+    body = [
+        [
+            r["model"],
+            r["usecase"],
+            f"{r['metric']} {r['value']:.4f}" if isinstance(r["value"], float) else "not evaluated",
+            f"{r['size_mb']:.2f}",
+            f"{r['latency_ms']:.2f}" if r["latency_ms"] is not None else "-",
+        ]
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=False)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+
+
+def registered_table() -> str:
+    from usecases.core.registry import list_models, model_entry
+
+    lines = []
+    for name in list_models():
+        e = model_entry(name)
+        doc = (e.fn.__doc__ or "").strip().splitlines()[0] if e.fn.__doc__ else ""
+        lines.append(f"{name:24s} {e.usecase:14s} {doc}")
+    return "\n".join(lines)

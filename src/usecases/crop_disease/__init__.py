@@ -1,0 +1,1 @@
+"""Crop disease detection from leaf photos."""

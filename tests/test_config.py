@@ -1,0 +1,78 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from usecases.core.config import ConfigError, build_config, compose
+from usecases.core.registry import get_usecase
+
+from .conftest import REPO
+
+EXPERIMENTS = sorted(p.stem for p in (REPO / "configs/experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_with_smoke_profile(experiment):
+    data = compose([f"experiment={experiment}", "profile=smoke"], usecase="crop_disease")
+    cfg = get_usecase("crop_disease").config(data)
+    assert cfg.profile == "smoke"
+    assert cfg.trainer.max_steps == 2 and cfg.model.image_size == 64  # profile wins...
+    assert cfg.name  # ...and each experiment names its release
+    expected_model = {"crop_mobilenet_v3_small": "mobilenet_v3_small", "crop_resnet18": "resnet18"}
+    assert cfg.model.name == expected_model.get(experiment, "efficientnet_lite0")
+
+
+def test_default_composition_values():
+    cfg = get_usecase("crop_disease").config(compose([], usecase="crop_disease"))
+    assert cfg.name == "efficientnet_lite0" and cfg.model.pretrained
+    assert cfg.trainer.device == "cpu" and cfg.trainer.max_steps == -1
+    assert cfg.data.sources[0]["file"] == "ibean_leaf_256.tar"
+
+
+def test_gpu_trainer_group():
+    cfg = get_usecase("crop_disease").config(compose(["trainer=gpu"], usecase="crop_disease"))
+    assert (cfg.trainer.device, cfg.trainer.precision, cfg.trainer.channels_last) == (
+        "cuda",
+        "bf16",
+        True,
+    )
+
+
+def test_unknown_field_is_named_with_a_suggestion():
+    data = compose([], usecase="crop_disease")
+    data["trainer"]["max_epoch"] = 3
+    with pytest.raises(
+        ConfigError, match=r"trainer.max_epoch' \(did you mean trainer.max_epochs\?\)"
+    ):
+        get_usecase("crop_disease").config(data)
+
+
+def test_wrong_type_is_named():
+    data = compose(["trainer.max_epochs=three"], usecase="crop_disease")
+    with pytest.raises(ConfigError, match="trainer.max_epochs: expected an integer"):
+        build_config(data)
+
+
+def test_bad_override_is_a_config_error():
+    with pytest.raises(ConfigError, match="model=nonexistent"):
+        compose(["model=nonexistent"], usecase="crop_disease")
+
+
+def test_params_yaml_is_in_sync_with_configs():
+    r = subprocess.run(
+        [sys.executable, "-m", "usecases.cli", "params", "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+
+
+def test_pipeline_runs_name_existing_configs():
+    from usecases.core.config import compose_params
+
+    params = compose_params()
+    assert set(params["crop_disease"]) >= {"efficientnet_lite0"}
+    for name, cfg in params["crop_disease"].items():
+        assert cfg["name"] == name and Path(cfg["paths"]["raw"]).parts[0] == "data"

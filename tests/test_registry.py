@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from usecases.core.registry import create_model, list_models, model_entry, register_model
+
+
+def test_registry_lists_crop_models():
+    names = list_models(usecase="crop_disease")
+    assert {"efficientnet_lite0", "mobilenet_v3_small", "resnet18"} <= set(names)
+    assert list_models("mobilenet*") == ["mobilenet_v3_small"]
+
+
+def test_unknown_model_names_close_matches():
+    with pytest.raises(KeyError, match="did you mean 'resnet18'"):
+        create_model("resnet19")
+
+
+def test_duplicate_registration_warns(monkeypatch):
+    from usecases.core import registry
+
+    list_models()  # load the real registrations first
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+
+    def resnet18(pretrained=False, **kw):  # same name as the real one
+        return None
+
+    with pytest.warns(UserWarning, match="registered twice"):
+        register_model("crop_disease")(resnet18)
+    assert model_entry("resnet18").fn is resnet18
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_forward_backward(name):
+    torch.manual_seed(0)
+    model = create_model(name, pretrained=False, num_classes=3, image_size=64)
+    x = torch.randn(2, 3, 64, 64)
+    out = model(x)
+    assert out.shape == (2, 3)
+    assert torch.isfinite(out).all()
+    out.sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_lite0_pretrained_loads_packaged_imagenet_weights():
+    a = create_model("efficientnet_lite0", pretrained=True, num_classes=3, image_size=64)
+    b = create_model("efficientnet_lite0", pretrained=False, num_classes=3, image_size=64)
+    stem_a, stem_b = a.state_dict()["_conv_stem.weight"], b.state_dict()["_conv_stem.weight"]
+    assert not torch.equal(stem_a, stem_b)
+    again = create_model("efficientnet_lite0", pretrained=True, num_classes=3, image_size=64)
+    assert torch.equal(stem_a, again.state_dict()["_conv_stem.weight"])
+
+
+def test_missing_local_weights_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        create_model("resnet18", num_classes=3, weights=str(tmp_path / "nope.safetensors"))

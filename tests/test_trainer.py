@@ -1,0 +1,130 @@
+"""The training loop: autocast context, one optimiser step per step, early stopping, resume."""
+
+import contextlib
+
+import pytest
+import torch
+from torch import nn
+
+from usecases.core.checkpoint import load_checkpoint, save_checkpoint
+from usecases.core.config import OptimConfig, TrainerConfig
+from usecases.core.trainer import (
+    Trainer,
+    amp_context,
+    build_optimizer,
+    build_scheduler,
+    seed_everything,
+)
+
+
+def toy_data(n=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    y = (x[:, 0] > 0).long()
+    return [(x[i : i + 8], y[i : i + 8]) for i in range(0, n, 8)]
+
+
+def loss_fn(model, batch):
+    x, y = batch
+    return nn.functional.cross_entropy(model(x), y)
+
+
+def eval_fn(model, loader):
+    correct = sum((model(x).argmax(1) == y).sum().item() for x, y in loader)
+    return {"accuracy": correct / sum(len(y) for _, y in loader)}
+
+
+def make_trainer(tmp_path, **over):
+    seed_everything(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    cfg = TrainerConfig(progress=False, **over)
+    opt = build_optimizer(model.parameters(), OptimConfig(lr=0.05))
+    sched = build_scheduler(
+        opt, OptimConfig(lr=0.05), total_steps=cfg.max_epochs * 4, steps_per_epoch=4
+    )
+    return Trainer(cfg, model, opt, sched, loss_fn, eval_fn, tmp_path)
+
+
+def test_amp_context_is_a_noop_in_fp32_and_rejects_unknown():
+    assert isinstance(amp_context("cpu", "32"), contextlib.nullcontext)
+    assert isinstance(amp_context("cpu", "bf16"), torch.autocast)
+    with pytest.raises(ValueError, match="Unknown trainer.precision 'fp8'"):
+        amp_context("cpu", "fp8")
+
+
+def test_optimizer_steps_exactly_once_per_step(tmp_path):
+    t = make_trainer(tmp_path, max_epochs=2, grad_accum=2)
+    calls = []
+    original = t.optimizer.step
+    t.optimizer.step = lambda *a, **k: (calls.append(1), original(*a, **k))[1]
+    t.fit(toy_data(), toy_data(seed=1))
+    assert len(calls) == t.state.step == 2 * 4 // 2
+
+
+def test_max_steps_stops_mid_epoch(tmp_path):
+    t = make_trainer(tmp_path, max_epochs=5, max_steps=3)
+    state = t.fit(toy_data(), toy_data(seed=1))
+    assert state.step == 3 and state.epoch == 1
+
+
+def test_training_learns_and_keeps_best_weights(tmp_path):
+    t = make_trainer(tmp_path, max_epochs=6)
+    state = t.fit(toy_data(64), toy_data(seed=1))
+    assert state.best >= 0.75
+    assert (tmp_path / "best.safetensors").is_file() and (
+        tmp_path / "last.ckpt.safetensors"
+    ).is_file()
+
+
+def test_early_stopping(tmp_path):
+    t = make_trainer(tmp_path, max_epochs=50, early_stopping_patience=2)
+    t.eval_fn = lambda model, loader: {"accuracy": 0.5}  # never improves
+    state = t.fit(toy_data(), toy_data(seed=1))
+    assert state.stopped_early and state.epoch == 3
+
+
+def test_unknown_monitor_is_named(tmp_path):
+    t = make_trainer(tmp_path, max_epochs=1, monitor="f1")
+    with pytest.raises(KeyError, match="trainer.monitor 'f1'"):
+        t.fit(toy_data(), toy_data(seed=1))
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path):
+    full = make_trainer(tmp_path / "full", max_epochs=4)
+    full.fit(toy_data(), toy_data(seed=1))
+    first = make_trainer(tmp_path / "split", max_epochs=4, max_steps=8)  # "killed" after 2 epochs
+    first.fit(toy_data(), toy_data(seed=1))
+    assert first.state.epoch == 2
+    second = make_trainer(tmp_path / "split", max_epochs=4)
+    second.fit(toy_data(), toy_data(seed=1), resume=True)
+    assert second.state.step == full.state.step == 16
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, second.model.state_dict()[k]), k
+
+
+def test_resume_without_checkpoint_names_the_path(tmp_path):
+    t = make_trainer(tmp_path / "none", max_epochs=1)
+    with pytest.raises(FileNotFoundError, match="last.ckpt.safetensors"):
+        t.fit(toy_data(), toy_data(seed=1), resume=True)
+
+
+def test_checkpoint_roundtrip_keeps_types_and_is_not_pickle(tmp_path):
+    model = nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "epoch": 3,
+        "config": {"a": [1, 2]},
+    }
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(state, path)
+    assert not path.read_bytes().startswith(b"PK") and b"\x80\x04" not in path.read_bytes()[:16]
+    back = load_checkpoint(path)
+    assert back["epoch"] == 3 and back["config"] == {"a": [1, 2]}
+    assert set(back["optimizer"]["state"]) == {0, 1}  # int keys survive
+    opt2 = torch.optim.AdamW(nn.Linear(3, 2).parameters())
+    opt2.load_state_dict(back["optimizer"])
+    assert torch.equal(back["model"]["weight"], model.weight)
