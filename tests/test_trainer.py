@@ -37,7 +37,7 @@ def eval_fn(model, loader):
 def make_trainer(tmp_path, **over):
     seed_everything(0)
     model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
-    cfg = TrainerConfig(progress=False, **over)
+    cfg = TrainerConfig(**{"progress": False, **over})
     opt = build_optimizer(model.parameters(), OptimConfig(lr=0.05))
     sched = build_scheduler(
         opt, OptimConfig(lr=0.05), total_steps=cfg.max_epochs * 4, steps_per_epoch=4
@@ -128,3 +128,25 @@ def test_checkpoint_roundtrip_keeps_types_and_is_not_pickle(tmp_path):
     opt2 = torch.optim.AdamW(nn.Linear(3, 2).parameters())
     opt2.load_state_dict(back["optimizer"])
     assert torch.equal(back["model"]["weight"], model.weight)
+
+
+def test_progress_bar_does_not_change_the_data_order(tmp_path):
+    """A shuffled loader with a seeded generator must give the same run with or without a bar."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    def run(progress: bool) -> torch.Tensor:
+        t = make_trainer(tmp_path / str(progress), max_epochs=1, progress=progress)
+        x, y = (
+            torch.randn(32, 4, generator=torch.Generator().manual_seed(3)),
+            torch.randint(0, 2, (32,)),
+        )
+        loader = DataLoader(
+            TensorDataset(x, y),
+            batch_size=8,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(0),
+        )
+        t.fit(loader, toy_data(seed=1))
+        return t.model[0].weight.detach().clone()
+
+    assert torch.equal(run(False), run(True))

@@ -291,7 +291,9 @@ class Trainer:
     def _progress(self, loader: Iterable, desc: str) -> Iterable:
         if not (self.cfg.progress and self.is_main):
             return loader
-        from tqdm.auto import tqdm
+        # Plain tqdm, not tqdm.auto: the asyncio variant calls iter() on the loader when it is
+        # created, which draws from the sampler's generator and changes the data order.
+        from tqdm import tqdm
 
         return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
 

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from usecases.core.config import Config, DataConfig
 from usecases.core.data import MANIFEST, prepare_items, read_manifest
 from usecases.core.images import IMAGE_SUFFIXES, ImageError, check_image
+from usecases.core.inference import optimize_for_cpu
 from usecases.core.io import write_text
 from usecases.core.metrics import classification_metrics
 from usecases.core.registry import create_model, model_entry, register_usecase
@@ -173,7 +174,8 @@ class CropDisease(UseCase):
     def predict(
         self, model: nn.Module, meta: dict[str, Any], inputs: list[str]
     ) -> list[dict[str, Any]]:
-        model.eval()
+        size = meta["image_size"]
+        model = optimize_for_cpu(model, torch.zeros(1, 3, size, size))
         out = []
         for path in inputs:
             try:
@@ -183,7 +185,8 @@ class CropDisease(UseCase):
             except (ImageError, OSError) as e:
                 out.append({"input": path, "error": str(e)})
                 continue
-            p = F.softmax(model(x.unsqueeze(0)).float(), dim=1)[0]
+            x = x.unsqueeze(0).contiguous(memory_format=torch.channels_last)
+            p = F.softmax(model(x).float(), dim=1)[0]
             k = int(p.argmax())
             out.append(
                 {
