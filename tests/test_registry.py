@@ -54,3 +54,8 @@ def test_lite0_pretrained_loads_packaged_imagenet_weights():
 def test_missing_local_weights_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.safetensors"):
         create_model("resnet18", num_classes=3, weights=str(tmp_path / "nope.safetensors"))
+
+
+def test_scratch_torchvision_models_use_fast_batchnorm_statistics():
+    model = create_model("mobilenet_v3_small", num_classes=3)
+    assert {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.1}
