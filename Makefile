@@ -34,7 +34,7 @@ full: data  ## the zoo's best crop model: EfficientNet-Lite0 at 224 px, longer (
 	$(BIN)/zoo train crop_disease experiment=crop_lite0_full
 	$(BIN)/zoo evaluate crop_disease experiment=crop_lite0_full
 	$(BIN)/zoo report crop_disease experiment=crop_lite0_full
-	$(BIN)/zoo index
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro index
 
 test: install  ## install and run the test suite
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q

@@ -61,7 +61,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from usecases.core import stages
 
     summary = stages.prepare(_config(args))
-    print(json.dumps(summary, indent=2))  # noqa: T201
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -69,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from usecases.core import stages
 
     result = stages.train(_config(args), resume=args.resume)
-    print(json.dumps(result, indent=2))  # noqa: T201
+    print(json.dumps(result, indent=2))
     return 0
 
 
@@ -78,7 +78,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     metrics = stages.evaluate(_config(args))
     headline = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
-    print(json.dumps(headline, indent=2))  # noqa: T201
+    print(json.dumps(headline, indent=2))
     return 0
 
 
@@ -110,7 +110,7 @@ def cmd_params(args: argparse.Namespace) -> int:
             Path(PARAMS_FILE).read_text(encoding="utf-8") if Path(PARAMS_FILE).is_file() else ""
         )
         if current != text:
-            print(f"{PARAMS_FILE} is out of date with configs/; run `zoo params`", file=sys.stderr)  # noqa: T201
+            print(f"{PARAMS_FILE} is out of date with configs/; run `zoo params`", file=sys.stderr)
             return 1
         return 0
     write_text(PARAMS_FILE, text)
@@ -120,7 +120,7 @@ def cmd_params(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
-    print(yaml.safe_dump(_config(args).to_dict(), sort_keys=False, allow_unicode=True), end="")  # noqa: T201
+    print(yaml.safe_dump(_config(args).to_dict(), sort_keys=False, allow_unicode=True), end="")
     return 0
 
 
@@ -151,27 +151,51 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for r in results:
         if "error" in r:
             failed += 1
-            print(f"error: {r['error']}", file=sys.stderr)  # noqa: T201
+            print(f"error: {r['error']}", file=sys.stderr)
             if not args.json:
                 continue
         if args.json:
-            print(json.dumps(r, ensure_ascii=False))  # noqa: T201
+            print(json.dumps(r, ensure_ascii=False))
         else:
-            print(f"{r['input']}\t{r['label']}\t{r['probability']:.4f}")  # noqa: T201
+            print(f"{r['input']}\t{r['label']}\t{r['probability']:.4f}")
     return 1 if failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from usecases.core.export import ONNX_FILE, export_onnx, parity
+    from usecases.core.registry import get_usecase
+    from usecases.core.stages import load_model
+
+    if args.format != "onnx":
+        raise ValueError(f"Unknown --format {args.format!r}; expected 'onnx'")
+    uc = get_usecase(args.usecase)
+    folder = _resolve_model_dir(uc.name, args.model, Path(args.models))
+    model, meta, cfg = load_model(folder)
+    # Paths in the release config are relative to the repository root, like the CLI's cwd.
+    inputs = uc.example_inputs(cfg, meta, args.check)
+    out = export_onnx(model, inputs[:1], folder / ONNX_FILE, meta)
+    diff = parity(model, out, inputs)
+    print(json.dumps({"onnx": str(out), "parity_images": len(inputs), "max_abs_diff": diff}))
+    if diff > args.tolerance:
+        print(
+            f"zoo export: error: ONNX Runtime differs from eager by {diff:.2e} > {args.tolerance:.0e}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     from usecases.core.zoo import format_table, list_released, registered_table
 
     if args.registry:
-        print(registered_table())  # noqa: T201
+        print(registered_table())
         return 0
     rows = list_released(Path(args.models), latency=not args.no_latency)
     if args.json:
-        print(json.dumps(rows, indent=2))  # noqa: T201
+        print(json.dumps(rows, indent=2))
     else:
-        print(format_table(rows))  # noqa: T201
+        print(format_table(rows))
     return 0
 
 
@@ -232,6 +256,18 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--models", default="models", help="zoo root folder")
     pd.add_argument("--json", action="store_true", help="one JSON object per line")
     pd.set_defaults(fn=cmd_predict)
+    ex = sub.add_parser(
+        "export", help="export a released model (ONNX, dynamic batch) and check parity"
+    )
+    ex.add_argument("usecase")
+    ex.add_argument(
+        "model", nargs="?", help="release name or folder (default: the use case's default model)"
+    )
+    ex.add_argument("--format", default="onnx", help="onnx (the only format so far)")
+    ex.add_argument("--models", default="models", help="zoo root folder")
+    ex.add_argument("--check", type=int, default=32, help="real test inputs for the parity check")
+    ex.add_argument("--tolerance", type=float, default=1e-4, help="max |ONNX - eager| allowed")
+    ex.set_defaults(fn=cmd_export)
     ls = sub.add_parser("list", help="the zoo as a table")
     ls.add_argument("--models", default="models")
     ls.add_argument("--registry", action="store_true", help="list registered architectures instead")
@@ -248,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    for noisy in ("onnx_ir", "onnxscript", "torch.onnx"):  # per-pass INFO lines during export
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if getattr(args, "split", False):
         _split_usecase(args)
     try:
@@ -255,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
         # Config, data and source errors already name the file or field: one line, no traceback.
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"zoo {args.command}: error: {msg}", file=sys.stderr)  # noqa: T201
+        print(f"zoo {args.command}: error: {msg}", file=sys.stderr)
         if args.verbose:
             raise
         return 2

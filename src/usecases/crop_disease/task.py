@@ -170,6 +170,19 @@ class CropDisease(UseCase):
         write_text(out_dir / "predictions.csv", buf.getvalue())
         return metrics
 
+    def example_inputs(self, cfg: Config, meta: dict[str, Any], n: int) -> torch.Tensor:
+        items = [i for i in read_manifest(self.processed_dir(cfg) / MANIFEST) if i.split == "test"][
+            :n
+        ]
+        if not items:
+            raise ValueError(
+                f"{self.processed_dir(cfg) / MANIFEST}: no test items for the parity check"
+            )
+        size, mean, std, crop = meta["image_size"], meta["mean"], meta["std"], meta["crop_pct"]
+        return torch.stack(
+            [eval_tensor(self.raw_dir(cfg) / i.path, size, mean, std, crop) for i in items]
+        )
+
     @torch.no_grad()
     def predict(
         self, model: nn.Module, meta: dict[str, Any], inputs: list[str]
