@@ -11,6 +11,7 @@ Within a mirror folder an archive is looked for at `<mirror>/<dataset>/<file>` t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -90,7 +91,8 @@ def verify(path: Path, expected: str) -> None:
 
 
 def download(source: Source, dest_dir: Path) -> Path:
-    assert source.url
+    if not source.url:
+        raise SourceError(f"{source.file}: no URL to download from")
     dest = dest_dir / source.dataset / source.file
     log.info("downloading %s from %s", source.file, source.url)
     with atomic_path(dest) as tmp, urllib.request.urlopen(source.url, timeout=60) as r:  # noqa: S310
@@ -174,12 +176,9 @@ def build_raw(
     """
     record = {"sources": [{"file": s.file, "sha256": s.sha256} for s in sources]}
     stamp = dest / "SOURCES.json"
-    if not force and stamp.is_file():
-        import json
-
-        if json.loads(stamp.read_text(encoding="utf-8")) == record:
-            log.info("%s is up to date", dest)
-            return dest
+    if not force and stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) == record:
+        log.info("%s is up to date", dest)
+        return dest
     local = [obtain(s, mirrors, offline=offline) for s in sources]
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
