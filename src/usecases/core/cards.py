@@ -36,16 +36,18 @@ def package_versions() -> dict[str, str]:
 
 
 def code_commit(root: Path | None = None) -> str:
+    """HEAD's hash, with "-dirty" only if code or configs differ from it (pipeline outputs such
+    as dvc.lock change during `dvc repro` and do not count)."""
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+
     try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        return out.stdout.strip()
+        head = git("rev-parse", "--short=12", "HEAD")
+        if head.returncode != 0:
+            return "unknown"
+        dirty = git("status", "--porcelain", "--", "src", "configs", "notebooks", "params.yaml")
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
