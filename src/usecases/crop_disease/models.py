@@ -159,7 +159,7 @@ def efficientnet_lite0(
     dropout: float = 0.2,
     weights: str | None = None,
 ) -> nn.Module:
-    """EfficientNet-Lite0 (4.0 M parameters with a 3-class head): mobile-friendly, no SE/swish."""
+    """EfficientNet-Lite0 (3.4 M parameters with a 3-class head): mobile-friendly, no SE/swish."""
     return _create_efficientnet_lite(
         "efficientnet-lite0", pretrained, num_classes, image_size, dropout, weights
     )
