@@ -29,7 +29,7 @@ data: install  ## fetch source archives (offline mirror or URL) and build data/r
 repro: data  ## install, get the data, run the default pipeline (`dvc repro`)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
 
-full: data  ## the zoo's best crop model: EfficientNet-Lite0 at 224 px, longer (~25 min on 2 cores)
+full: data  ## the zoo's best crop model: EfficientNet-Lite0 at 224 px, 15 epochs (~30 min on 2 cores)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro prepare
 	$(BIN)/zoo train crop_disease experiment=crop_lite0_full
 	$(BIN)/zoo evaluate crop_disease experiment=crop_lite0_full
