@@ -34,12 +34,18 @@ def measure_latency(
 
 
 def list_released(models_root: Path, latency: bool = True) -> list[dict[str, Any]]:
+    """Every release folder with weights or test metrics (weights may be absent until pulled)."""
+    from usecases.core.inference import optimize_for_cpu
     from usecases.core.stages import METRICS, WEIGHTS, load_model
 
+    folders = {
+        p.parent
+        for pattern in (f"*/*/{WEIGHTS}", f"*/*/{METRICS}")
+        for p in models_root.glob(pattern)
+    }
     rows = []
-    for weights in sorted(models_root.glob(f"*/*/{WEIGHTS}")):
-        folder = weights.parent
-        metrics_file = folder / METRICS
+    for folder in sorted(folders):
+        weights, metrics_file = folder / WEIGHTS, folder / METRICS
         m = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
         metric = next(((k, m[k]) for k in HEADLINE if k in m), ("-", None))
         row: dict[str, Any] = {
@@ -47,19 +53,16 @@ def list_released(models_root: Path, latency: bool = True) -> list[dict[str, Any
             "usecase": folder.parent.name,
             "metric": metric[0],
             "value": metric[1],
-            "size_mb": round(weights.stat().st_size / 1e6, 2),
+            "size_mb": round(weights.stat().st_size / 1e6, 2) if weights.is_file() else None,
             "latency_ms": None,
         }
-        if latency:
-            from usecases.core.inference import optimize_for_cpu
-
+        if latency and weights.is_file():
             model, meta, _ = load_model(folder)
             size = meta.get("image_size", 224)
             x = torch.randn(1, 3, size, size)
             fast = optimize_for_cpu(model, x)
-            row["latency_ms"] = round(
-                measure_latency(fast, x.contiguous(memory_format=torch.channels_last)), 2
-            )
+            x = x.contiguous(memory_format=torch.channels_last)
+            row["latency_ms"] = round(measure_latency(fast, x), 2)
         rows.append(row)
     return rows
 
@@ -73,7 +76,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             r["model"],
             r["usecase"],
             f"{r['metric']} {r['value']:.4f}" if isinstance(r["value"], float) else "not evaluated",
-            f"{r['size_mb']:.2f}",
+            f"{r['size_mb']:.2f}" if r["size_mb"] is not None else "weights absent",
             f"{r['latency_ms']:.2f}" if r["latency_ms"] is not None else "-",
         ]
         for r in rows
