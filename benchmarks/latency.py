@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -24,17 +22,7 @@ from usecases.core.export import export_onnx, session
 from usecases.core.inference import optimize_for_cpu
 from usecases.core.registry import create_model, get_usecase, list_models
 from usecases.core.stages import load_model
-
-
-def median_ms(fn, runs: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
+from usecases.core.zoo import median_ms
 
 
 def load(name: str, models_root: Path) -> tuple[torch.nn.Module, int, str]:

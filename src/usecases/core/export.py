@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +10,6 @@ import numpy as np
 import torch
 
 from usecases.core.io import atomic_path
-
-log = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,24 +15,29 @@ import torch
 HEADLINE = ("accuracy", "auroc", "chrf", "cer")
 
 
+def median_ms(fn: Callable[[], Any], runs: int = 20, warmup: int = 3) -> float:
+    """Median wall time of `fn()` in ms, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
 def measure_latency(
     model: torch.nn.Module, example: torch.Tensor, runs: int = 20, threads: int = 1
 ) -> float:
-    """Median batch-1 latency in ms on `threads` CPU threads (restores the thread count)."""
+    """Median latency of `model(example)` in ms on `threads` CPU threads (restores the count)."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        times = []
         with torch.inference_mode():
-            for _ in range(3):
-                model(example)
-            for _ in range(runs):
-                t = time.perf_counter()
-                model(example)
-                times.append(time.perf_counter() - t)
+            return median_ms(lambda: model(example), runs)
     finally:
         torch.set_num_threads(before)
-    return sorted(times)[len(times) // 2] * 1000
 
 
 def list_released(models_root: Path, latency: bool = True) -> list[dict[str, Any]]:
@@ -59,10 +66,8 @@ def list_released(models_root: Path, latency: bool = True) -> list[dict[str, Any
         if latency and weights.is_file():
             model, meta, _ = load_model(folder)
             size = meta.get("image_size", 224)
-            x = torch.randn(1, 3, size, size)
-            fast = optimize_for_cpu(model, x)
-            x = x.contiguous(memory_format=torch.channels_last)
-            row["latency_ms"] = round(measure_latency(fast, x), 2)
+            x = torch.randn(1, 3, size, size).contiguous(memory_format=torch.channels_last)
+            row["latency_ms"] = round(measure_latency(optimize_for_cpu(model, x), x), 2)
         rows.append(row)
     return rows
 
