@@ -40,8 +40,13 @@ def test_release_folder_is_complete(trained):
         "model_card.md",
         "history.csv",
         "confusion.csv",
+        "speed.json",
     ):
         assert (out / f).is_file(), f
+    speed = json.loads((out / "speed.json").read_text())
+    assert speed["throughput_batch"] == 9  # every test image, as one batch
+    assert speed["throughput_items_per_s"] > 0
+    assert speed["latency_ms_batch1_1thread"]["optimised"] > 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["n"] == 9
     assert 0.0 <= metrics["accuracy"] <= 1.0
@@ -54,6 +59,9 @@ def test_release_folder_is_complete(trained):
         "## Limitations",
         "code commit",
         "torch ",
+        "## Speed",
+        "items/s on `cpu`",
+        "CPU latency, batch 1, 1 thread",
     ):
         assert needle in card
 
@@ -114,6 +122,8 @@ def test_cli_list_shows_the_zoo(trained, tiny_project):
     r = run_zoo("list", "--models", trained.paths.models, cwd=tiny_project)
     assert r.returncode == 0, r.stderr
     assert "efficientnet_lite0" in r.stdout and "accuracy" in r.stdout and "CPU latency" in r.stdout
+    row = next(line for line in r.stdout.splitlines() if line.startswith("efficientnet_lite0"))
+    assert row.split()[-1] != "-"  # throughput from speed.json
 
 
 def test_cli_train_resume_and_errors(tiny_project):

@@ -275,10 +275,30 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--no-latency", action="store_true", help="skip the CPU latency measurement")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(fn=cmd_list)
+    sw = sub.add_parser(
+        "sweep",
+        help="Hydra multirun of `train` (local, joblib or SLURM launchers)",
+        description="Hydra's command line: -m, overrides with comma-separated values, "
+        "hydra/launcher=local|slurm. Example: zoo sweep -m model=tinycnn,resnet18",
+    )
+    sw.add_argument("hydra_args", nargs=argparse.REMAINDER)
+    sw.set_defaults(fn=cmd_sweep)
     return p
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from usecases.sweep import main as sweep_main
+
+    return sweep_main(args.hydra_args)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sweep"] and not {"-h", "--help"} & set(argv[1:2]):
+        # Hydra parses its own command line (-m, --cfg, ...): hand it over untouched.
+        from usecases.sweep import main as sweep_main
+
+        return sweep_main(argv[1:])
     args = build_parser().parse_args(argv)
     # Under torchrun only rank 0 speaks, unless something goes wrong.
     quiet = os.environ.get("RANK", "0") != "0"

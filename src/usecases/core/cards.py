@@ -65,6 +65,8 @@ def render_model_card(
     metrics: dict[str, Any],
     data_hash: str,
     weights_hash: str,
+    speed: dict[str, Any] | None = None,
+    train_speed: float | None = None,
 ) -> str:
     data = cfg["data"]
     scalar = {k: v for k, v in metrics.items() if isinstance(v, int | float) and k != "n"}
@@ -117,6 +119,7 @@ Weights: `weights.safetensors` (sha256 `{weights_hash}`); preprocessing and labe
 |---|---|---|---|---|
 {pc_rows}
 
+{_speed_section(speed, train_speed, cfg)}
 ## Limitations
 {usecase.limitations}
 
@@ -137,6 +140,33 @@ Manifest sha256 (data hash): `{data_hash}`. Pretrained start: {meta.get("source"
 {versions}
 """
     return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n" + body
+
+
+def _speed_section(
+    speed: dict[str, Any] | None, train_speed: float | None, cfg: dict[str, Any]
+) -> str:
+    if not speed and train_speed is None:
+        return ""
+    lines = ["## Speed (measured while this card was written; timings vary by ±20 %)"]
+    if train_speed is not None:
+        t = cfg["trainer"]
+        lines.append(
+            f"- training: {train_speed:.1f} items/s on `{t['device']}` "
+            f"({t['precision']} precision, batch {cfg['data']['batch_size']})"
+        )
+    if speed:
+        lat = speed["latency_ms_batch1_1thread"]
+        lines.append(
+            f"- CPU latency, batch 1, 1 thread: {lat['optimised']:.2f} ms as `zoo predict` runs "
+            f"it (eager PyTorch {lat['eager']:.2f} ms)"
+        )
+        lines.append(
+            f"- CPU throughput, batch {speed['throughput_batch']}, {speed['threads']} threads: "
+            f"{speed['throughput_items_per_s']:.1f} items/s"
+        )
+        lines.append(f"- machine: {speed['machine']}, torch {speed['torch']}")
+        lines.append("- ONNX Runtime: `zoo export` and `benchmarks/latency.py`")
+    return "\n".join(lines) + "\n"
 
 
 def write_model_card(path: Path, **kwargs: Any) -> None:

@@ -82,6 +82,12 @@ class TrainerConfig:
     monitor_mode: str = "max"
     log_every_n_steps: int = 10
     progress: bool = True
+    strategy: str = "single"  # "single" or "ddp" (under torchrun)
+    backend: str = "auto"  # torch.distributed backend: auto = nccl on CUDA, gloo on CPU
+    sync_batchnorm: bool = False  # DDP on CUDA: BatchNorm statistics over the global batch
+    pin_memory: bool = False
+    persistent_workers: bool = False  # only with data.num_workers > 0
+    prefetch_factor: int = 0  # batches each worker keeps ready; 0 = torch's default
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from usecases.core import sources
+from usecases.core import distributed, sources
 from usecases.core.cards import write_model_card
 from usecases.core.checkpoint import load_weights, read_metadata, save_weights
 from usecases.core.config import Config
@@ -24,12 +24,13 @@ from usecases.core.trainer import Trainer, build_optimizer, build_scheduler, see
 
 log = logging.getLogger(__name__)
 
-WEIGHTS, CONFIG, METRICS, HISTORY, CARD = (
+WEIGHTS, CONFIG, METRICS, HISTORY, CARD, SPEED = (
     "weights.safetensors",
     "config.yaml",
     "metrics.json",
     "history.csv",
     "model_card.md",
+    "speed.json",
 )
 
 
@@ -81,13 +82,24 @@ def _history_csv(history: list[dict[str, float]]) -> str:
 
 
 def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
-    """Train, select on validation, and write the release: weights, config and history."""
+    """Train, select on validation, and write the release: weights, config and history.
+
+    Under `torchrun` with `trainer=ddp`, every rank trains and rank 0 alone writes.
+    """
+    device = distributed.setup(cfg.trainer.strategy, cfg.trainer.device, cfg.trainer.backend)
+    try:
+        return _train(cfg, device, resume)
+    finally:
+        distributed.teardown()
+
+
+def _train(cfg: Config, device: str, resume: bool) -> dict[str, Any]:
     uc = get_usecase(cfg.usecase)
     configure_torch(cfg)
     labels = read_summary(cfg)["labels"]
     meta = uc.model_meta(cfg, labels)
     meta["data_sha256"] = sha256_file(uc.processed_dir(cfg) / MANIFEST)
-    model = uc.build_model(cfg, labels).to(cfg.trainer.device)
+    model = uc.build_model(cfg, labels).to(device)
     if cfg.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
     train_loader, val_loader = uc.build_loaders(cfg, meta)
@@ -98,28 +110,38 @@ def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
         total = min(total, cfg.trainer.max_steps)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, total, steps_per_epoch)
+    wrapped = distributed.wrap(model, device, cfg.trainer.sync_batchnorm)
+    if cfg.trainer.compile:
+        wrapped = torch.compile(wrapped)
     trainer = Trainer(
         cfg.trainer,
-        model,
+        wrapped,
         optimizer,
         scheduler,
         uc.loss_fn(cfg),
         uc.eval_fn(cfg),
         run_dir(cfg),
         config=cfg.to_dict(),
+        device=device,
+        batch_transform=uc.train_batch_transform(cfg, meta),
     )
     state = trainer.fit(train_loader, val_loader, resume=resume)
-    out = model_dir(cfg)
-    meta.update(best_epoch=state.best_epoch, epochs=state.epoch, steps=state.step)
-    save_weights(model.state_dict(), out / WEIGHTS, meta)
-    write_yaml(out / CONFIG, cfg.to_dict())
-    write_text(out / HISTORY, _history_csv(state.history))
-    return {
+    result = {
         "best_epoch": state.best_epoch,
         "best": state.best,
         "epochs": state.epoch,
         "steps": state.step,
     }
+    if not distributed.is_main():
+        return result
+    out = model_dir(cfg)
+    meta.update(best_epoch=state.best_epoch, epochs=state.epoch, steps=state.step)
+    if distributed.world_size() > 1:
+        meta["world_size"] = distributed.world_size()
+    save_weights(model.state_dict(), out / WEIGHTS, meta)
+    write_yaml(out / CONFIG, cfg.to_dict())
+    write_text(out / HISTORY, _history_csv(state.history))
+    return result
 
 
 def load_model(path: Path) -> tuple[torch.nn.Module, dict[str, Any], Config]:
@@ -151,6 +173,10 @@ def evaluate(cfg: Config) -> dict[str, Any]:
         write_confusion_csv(out / "confusion.csv", cm)
         write_json(out / "confusion_matrix.json", cm)
     write_json(out / METRICS, metrics)
+    # Timings vary run to run: they go to speed.json and the card, never into metrics.json.
+    speed = measure_release_speed(cfg, model, meta)
+    if speed is not None:
+        write_json(out / SPEED, speed)
     write_model_card(
         out / CARD,
         name=cfg.name,
@@ -160,8 +186,37 @@ def evaluate(cfg: Config) -> dict[str, Any]:
         metrics=metrics,
         data_hash=meta.get("data_sha256", ""),
         weights_hash=sha256_file(out / WEIGHTS),
+        speed=speed,
+        train_speed=train_throughput(out / HISTORY, cfg),
     )
     return metrics
+
+
+def measure_release_speed(
+    cfg: Config, model: torch.nn.Module, meta: dict[str, Any]
+) -> dict[str, Any] | None:
+    """CPU latency and throughput on real test inputs; None if the use case gives no examples."""
+    from usecases.core.zoo import measure_speed
+
+    try:
+        batch = get_usecase(cfg.usecase).example_inputs(cfg, meta, 32)
+    except NotImplementedError:
+        return None
+    return measure_speed(model, batch)
+
+
+def train_throughput(history: Path, cfg: Config) -> float | None:
+    """Training items/s over the whole run, from history.csv's per-epoch timings."""
+    if not history.is_file():
+        return None
+    with open(history, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "train_seconds" not in rows[0]:
+        return None
+    seconds = sum(float(r["train_seconds"]) for r in rows)
+    steps = int(rows[-1]["step"])
+    items = steps * cfg.data.batch_size * max(1, cfg.trainer.grad_accum)
+    return round(items / seconds, 1) if seconds > 0 else None
 
 
 def write_confusion_csv(path: Path, cm: dict[str, Any]) -> None:

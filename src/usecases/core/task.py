@@ -3,12 +3,28 @@ model and loaders, compute its loss and metrics, and predict; the core does the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
+from usecases.core import distributed
 from usecases.core.config import Config, DataConfig, build_config
+
+
+def loader_options(cfg: Config) -> dict[str, Any]:
+    """DataLoader keywords from the data and trainer configs (workers, pinning, prefetching)."""
+    options: dict[str, Any] = {
+        "num_workers": cfg.data.num_workers,
+        "pin_memory": cfg.trainer.pin_memory,
+    }
+    if cfg.data.num_workers > 0:
+        options["persistent_workers"] = cfg.trainer.persistent_workers
+        if cfg.trainer.prefetch_factor > 0:
+            options["prefetch_factor"] = cfg.trainer.prefetch_factor
+    return options
 
 
 class UseCase:
@@ -39,9 +55,34 @@ class UseCase:
         """Preprocessing and provenance stored with the weights."""
         raise NotImplementedError
 
-    def build_loaders(self, cfg: Config, meta: dict[str, Any]) -> tuple[Any, Any]:
-        """(train, val) loaders."""
+    def datasets(self, cfg: Config, meta: dict[str, Any]) -> tuple[Dataset, Dataset]:
+        """(train, validation) datasets; the core builds the loaders around them."""
         raise NotImplementedError
+
+    def collate_fn(self, cfg: Config) -> Callable | None:
+        """How samples form a batch (e.g. padding variable-length inputs); None = stack."""
+        return None
+
+    def train_batch_transform(self, cfg: Config, meta: dict[str, Any]) -> Callable | None:
+        """A transform of whole training batches on the training device (e.g. GPU
+        augmentation, `usecases.core.gpu_augment`); None = batches go to the model as loaded."""
+        return None
+
+    def build_loaders(self, cfg: Config, meta: dict[str, Any]) -> tuple[DataLoader, DataLoader]:
+        """(train, val) loaders: a seeded shuffle, or a per-rank share under DDP."""
+        train_ds, val_ds = self.datasets(cfg, meta)
+        options = loader_options(cfg)
+        collate = self.collate_fn(cfg)
+        train = distributed.train_loader(
+            train_ds,
+            batch_size=cfg.data.batch_size,
+            strategy=cfg.trainer.strategy,
+            seed=cfg.seed,
+            collate_fn=collate,
+            **options,
+        )
+        val = DataLoader(val_ds, batch_size=cfg.data.eval_batch_size, collate_fn=collate, **options)
+        return train, val
 
     def loss_fn(self, cfg: Config):
         raise NotImplementedError
@@ -53,6 +94,10 @@ class UseCase:
         self, cfg: Config, model: nn.Module, meta: dict[str, Any], out_dir: Path
     ) -> dict[str, Any]:
         """Score the model on the test split; write plot data into out_dir; return metrics."""
+        raise NotImplementedError
+
+    def example_inputs(self, cfg: Config, meta: dict[str, Any], n: int) -> Any:
+        """Up to `n` preprocessed test inputs as one batch (ONNX parity checks, speed)."""
         raise NotImplementedError
 
     def predict(

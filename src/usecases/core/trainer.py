@@ -4,7 +4,9 @@ Reading order: `amp_context`, `Trainer.train_one_epoch`, `Trainer.validate`, `Tr
 The use case supplies `loss_fn(model, batch) -> loss` and `eval_fn(model, loader) -> metrics`;
 the loop does the rest: epochs or steps, gradient accumulation, autocast, early stopping on a
 validation metric, a checkpoint every epoch (resumable), dvclive logging and a progress bar.
-It is DDP-ready: only rank 0 logs and writes.
+Under DDP (`usecases.core.distributed`) every rank runs this loop on its share of each batch;
+every rank validates on the whole validation set, so all ranks take the same early-stopping
+decisions, and only rank 0 logs and writes.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import random
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,15 +33,12 @@ from usecases.core.checkpoint import (
     set_rng_state,
 )
 from usecases.core.config import OptimConfig, TrainerConfig
+from usecases.core.distributed import is_main, mean_across_ranks, unwrap
 
 log = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 EvalFn = Callable[[nn.Module, Iterable], dict[str, float]]
-
-
-def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -60,6 +59,34 @@ def amp_context(device: str, precision: str) -> contextlib.AbstractContextManage
     if precision == "16":
         return torch.autocast(device_type=torch.device(device).type, dtype=torch.float16)
     raise ValueError(f"Unknown trainer.precision {precision!r}; expected one of '32', 'bf16', '16'")
+
+
+def move_to(batch: Any, device: str | torch.device, channels_last: bool = False) -> Any:
+    """Tensors of a (nested) batch moved to `device`; 4-D inputs optionally channels_last."""
+    if isinstance(batch, torch.Tensor):
+        non_blocking = torch.device(device).type == "cuda"
+        if channels_last and batch.dim() == 4:
+            return batch.to(device, non_blocking=non_blocking, memory_format=torch.channels_last)
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, tuple | list):
+        return type(batch)(move_to(b, device, channels_last) for b in batch)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device, channels_last) for k, v in batch.items()}
+    return batch
+
+
+class OnDevice:
+    """A re-iterable view of a loader whose batches arrive on `device`."""
+
+    def __init__(self, loader: Iterable, device: str | torch.device, channels_last: bool) -> None:
+        self.loader, self.device, self.channels_last = loader, device, channels_last
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield move_to(batch, self.device, self.channels_last)
+
+    def __len__(self) -> int:
+        return len(self.loader)  # type: ignore[arg-type]
 
 
 def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
@@ -115,8 +142,13 @@ class Trainer:
         eval_fn: EvalFn,
         run_dir: Path,
         config: dict[str, Any] | None = None,
+        device: str | None = None,
+        batch_transform: Callable[[Any], Any] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.device = device or cfg.device
+        # Applied to training batches once they are on the device (e.g. GPU augmentation).
+        self.batch_transform = batch_transform
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -126,7 +158,7 @@ class Trainer:
         self.config = config or {}
         self.state = TrainState()
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.is_main = rank() == 0
+        self.is_main = is_main()
         self._live = None
         if cfg.monitor_mode not in ("max", "min"):
             raise ValueError(
@@ -139,18 +171,29 @@ class Trainer:
 
     def train_one_epoch(self, loader: Iterable) -> float:
         self.model.train()
-        amp = amp_context(self.cfg.device, self.cfg.precision)
+        sampler = getattr(loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):  # DistributedSampler: a new permutation per epoch
+            sampler.set_epoch(self.state.epoch)
+        amp = amp_context(self.device, self.cfg.precision)
         accum = max(1, self.cfg.grad_accum)
+        ddp = isinstance(self.model, nn.parallel.DistributedDataParallel)
         total, count = 0.0, 0
         bar = self._progress(loader, f"epoch {self.state.epoch + 1}")
         self.optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(bar):
-            with amp:
-                loss = self.loss_fn(self.model, batch)
-            (loss / accum).backward()
+            batch = move_to(batch, self.device, self.cfg.channels_last)
+            if self.batch_transform is not None:
+                batch = self.batch_transform(batch)
+            stepping = (i + 1) % accum == 0
+            # Accumulation micro-steps skip DDP's gradient all-reduce; the last one syncs.
+            sync = contextlib.nullcontext() if stepping or not ddp else self.model.no_sync()
+            with sync:
+                with amp:
+                    loss = self.loss_fn(self.model, batch)
+                (loss / accum).backward()
             total += loss.item()
             count += 1
-            if (i + 1) % accum == 0:
+            if stepping:
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.scheduler is not None:
@@ -162,13 +205,15 @@ class Trainer:
                     bar.set_postfix(loss=f"{total / count:.4f}")
                 if self._done():
                     break
-        return total / max(1, count)
+        return mean_across_ranks(total / max(1, count))
 
     @torch.no_grad()
     def validate(self, loader: Iterable) -> dict[str, float]:
-        self.model.eval()
-        with amp_context(self.cfg.device, self.cfg.precision):
-            return self.eval_fn(self.model, loader)
+        # The plain module: every rank scores the whole set, with no collective calls.
+        model = unwrap(self.model).eval()
+        batches = OnDevice(loader, self.device, self.cfg.channels_last)
+        with amp_context(self.device, self.cfg.precision):
+            return self.eval_fn(model, batches)
 
     def fit(self, train_loader: Iterable, val_loader: Iterable, resume: bool = False) -> TrainState:
         if resume:
@@ -180,17 +225,19 @@ class Trainer:
                 and not self._done()
                 and not self.state.stopped_early
             ):
+                start = time.perf_counter()
                 train_loss = self.train_one_epoch(train_loader)
+                seconds = time.perf_counter() - start
                 metrics = self.validate(val_loader)
                 self.state.epoch += 1
-                self._end_epoch(train_loss, metrics)
+                self._end_epoch(train_loss, metrics, seconds)
         finally:
             self._close_live()
         if self.best_state is not None:
-            self.model.load_state_dict(self.best_state)
+            unwrap(self.model).load_state_dict(self.best_state)
         return self.state
 
-    def _end_epoch(self, train_loss: float, metrics: dict[str, float]) -> None:
+    def _end_epoch(self, train_loss: float, metrics: dict[str, float], seconds: float) -> None:
         if self.cfg.monitor not in metrics:
             raise KeyError(
                 f"trainer.monitor {self.cfg.monitor!r} not among validation metrics {sorted(metrics)}"
@@ -200,6 +247,7 @@ class Trainer:
             "epoch": self.state.epoch,
             "step": self.state.step,
             "train_loss": round(train_loss, 6),
+            "train_seconds": round(seconds, 3),  # wall time of the epoch's training steps
         }
         row.update(
             {
@@ -220,7 +268,9 @@ class Trainer:
                 self.state.epoch,
                 0,
             )
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.best_state = {
+                k: v.detach().clone() for k, v in unwrap(self.model).state_dict().items()
+            }
             if self.is_main:
                 save_weights(self.best_state, self.run_dir / "best.safetensors")
         else:
@@ -252,7 +302,7 @@ class Trainer:
     def save(self) -> None:
         save_checkpoint(
             {
-                "model": self.model.state_dict(),
+                "model": unwrap(self.model).state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
                 "epoch": self.state.epoch,
@@ -269,7 +319,7 @@ class Trainer:
         if not self.checkpoint_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {self.checkpoint_path}")
         ckpt = load_checkpoint(self.checkpoint_path)
-        self.model.load_state_dict(ckpt["model"])
+        unwrap(self.model).load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler is not None and ckpt["scheduler"] is not None:
             self.scheduler.load_state_dict(ckpt["scheduler"])

@@ -40,6 +40,30 @@ def measure_latency(
         torch.set_num_threads(before)
 
 
+def measure_speed(model: torch.nn.Module, batch: torch.Tensor) -> dict[str, Any]:
+    """CPU speed of a released model on real inputs `batch` [N, ...]: latency at batch 1 on one
+    thread (eager and as `zoo predict` runs it) and throughput at batch N on all threads."""
+    import platform
+
+    from usecases.core.inference import optimize_for_cpu
+
+    one = batch[:1].contiguous(memory_format=torch.channels_last) if batch.dim() == 4 else batch[:1]
+    fast = optimize_for_cpu(model, one)
+    threads = torch.get_num_threads()
+    batch_ms = measure_latency(fast, batch, runs=5, threads=threads)
+    return {
+        "latency_ms_batch1_1thread": {
+            "eager": round(measure_latency(model, one), 2),
+            "optimised": round(measure_latency(fast, one), 2),
+        },
+        "throughput_items_per_s": round(len(batch) / batch_ms * 1000, 1),
+        "throughput_batch": len(batch),
+        "threads": threads,
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "torch": torch.__version__,
+    }
+
+
 def list_released(models_root: Path, latency: bool = True) -> list[dict[str, Any]]:
     """Every release folder with weights or test metrics (weights may be absent until pulled)."""
     from usecases.core.inference import optimize_for_cpu
@@ -62,7 +86,13 @@ def list_released(models_root: Path, latency: bool = True) -> list[dict[str, Any
             "value": metric[1],
             "size_mb": round(weights.stat().st_size / 1e6, 2) if weights.is_file() else None,
             "latency_ms": None,
+            "throughput": None,
         }
+        speed_file = folder / "speed.json"
+        if speed_file.is_file():
+            row["throughput"] = json.loads(speed_file.read_text(encoding="utf-8")).get(
+                "throughput_items_per_s"
+            )
         if latency and weights.is_file():
             model, meta, _ = load_model(folder)
             size = meta.get("image_size", 224)
@@ -75,7 +105,14 @@ def list_released(models_root: Path, latency: bool = True) -> list[dict[str, Any
 def format_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "The zoo is empty: run `make repro` (or `zoo train ...`) first."
-    head = ["model", "use case", "test metric", "size (MB)", "CPU latency (ms, batch 1, 1 thread)"]
+    head = [
+        "model",
+        "use case",
+        "test metric",
+        "size (MB)",
+        "CPU latency (ms, batch 1, 1 thread)",
+        "CPU items/s (batched, at evaluation)",
+    ]
     body = [
         [
             r["model"],
@@ -83,6 +120,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{r['metric']} {r['value']:.4f}" if isinstance(r["value"], float) else "not evaluated",
             f"{r['size_mb']:.2f}" if r["size_mb"] is not None else "weights absent",
             f"{r['latency_ms']:.2f}" if r["latency_ms"] is not None else "-",
+            f"{r['throughput']:.1f}" if r.get("throughput") is not None else "-",
         ]
         for r in rows
     ]

@@ -72,6 +72,7 @@ class LeafDataset(Dataset):
             if items
             else torch.empty(0)
         )
+        self.raw = False  # True: __getitem__ gives the uint8 square, for batch augmentation
         self.targets = torch.tensor([self.index[it.label] for it in items], dtype=torch.long)
         if train:
             self.augment = v2.Compose(
@@ -89,4 +90,6 @@ class LeafDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.raw:
+            return self.images[i], self.targets[i]
         return normalise(self.augment(self.images[i]), self.mean, self.std), self.targets[i]

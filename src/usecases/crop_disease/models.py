@@ -193,3 +193,45 @@ def resnet18(
 ) -> nn.Module:
     """ResNet-18 (11.2 M parameters)."""
     return _create_torchvision("resnet18", pretrained, num_classes, dropout, weights, "fc.")
+
+
+class _TinyCNN(nn.Module):
+    """Four stride-2 conv blocks with GroupNorm, global pooling and a linear head."""
+
+    def __init__(self, num_classes: int, width: int = 32, dropout: float = 0.0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c_out in (width, width * 2, width * 4, width * 8):
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
+                # GroupNorm, not BatchNorm: no batch statistics, so a step is the same on one
+                # process or split across DDP ranks, and batch size 1 trains fine.
+                nn.GroupNorm(8, c_out),
+                nn.SiLU(inplace=True),
+            ]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, 3, H, W] -> [B, classes]
+        return self.head(self.features(x))
+
+
+@register_model("crop_disease", licence="Apache-2.0", source="usecase-zoo", **_IMAGE_META)
+def tinycnn(
+    pretrained: bool = False,
+    num_classes: int = 1000,
+    image_size: int = 224,
+    dropout: float = 0.0,
+    weights: str | None = None,
+) -> nn.Module:
+    """A 0.39 M-parameter GroupNorm CNN: a seconds-fast baseline for laptops and smoke runs."""
+    if pretrained and not weights:
+        raise ValueError("tinycnn has no pretrained weights; set model.pretrained=false")
+    model = _TinyCNN(num_classes, dropout=dropout)
+    if weights:
+        model.load_state_dict(_state_dict_from(weights))
+    return model

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from usecases.core.config import Config, DataConfig
 from usecases.core.data import MANIFEST, prepare_items, read_manifest
+from usecases.core.gpu_augment import DeviceAugment
 from usecases.core.images import IMAGE_SUFFIXES, ImageError, check_image
 from usecases.core.inference import optimize_for_cpu
 from usecases.core.io import write_text
@@ -31,6 +32,10 @@ class CropDataConfig(DataConfig):
     image_root: str = "."
     min_side: int = 32
     max_pixels: int = 50_000_000
+    augment: bool = True  # random crops, flips and colour jitter on training images
+    # Where training augmentation runs: "loader" (per image, in the data loader) or "device"
+    # (per batch on the training device: keeps a GPU fed; no colour jitter).
+    augment_on: str = "loader"
 
 
 @register_usecase("crop_disease")
@@ -80,24 +85,22 @@ class CropDisease(UseCase):
             train=train,
         )
 
-    def build_loaders(self, cfg: Config, meta: dict[str, Any]) -> tuple[DataLoader, DataLoader]:
-        g = torch.Generator().manual_seed(cfg.seed)
-        train = DataLoader(
-            self._dataset(cfg, meta, "train", train=True),
-            batch_size=cfg.data.batch_size,
-            shuffle=True,
-            drop_last=True,
-            generator=g,
-            num_workers=cfg.data.num_workers,
-        )
-        val = DataLoader(
-            self._dataset(cfg, meta, "val", train=False), batch_size=cfg.data.eval_batch_size
-        )
-        if len(train) == 0:
+    def datasets(self, cfg: Config, meta: dict[str, Any]) -> tuple[LeafDataset, LeafDataset]:
+        d: CropDataConfig = cfg.data  # type: ignore[assignment]
+        if d.augment_on not in ("loader", "device"):
             raise ValueError(
-                f"data.batch_size {cfg.data.batch_size} exceeds the {len(train.dataset)} training images"
+                f"Unknown data.augment_on {d.augment_on!r}; expected 'loader' or 'device'"
             )
-        return train, val
+        on_device = d.augment and d.augment_on == "device"
+        train = self._dataset(cfg, meta, "train", train=d.augment and not on_device)
+        train.raw = on_device  # uint8 squares; DeviceAugment crops and normalises the batch
+        return train, self._dataset(cfg, meta, "val", train=False)
+
+    def train_batch_transform(self, cfg: Config, meta: dict[str, Any]):
+        d: CropDataConfig = cfg.data  # type: ignore[assignment]
+        if not (d.augment and d.augment_on == "device"):
+            return None
+        return DeviceAugment(meta["image_size"], meta["mean"], meta["std"])
 
     # -- model ------------------------------------------------------------------------------
     def model_meta(self, cfg: Config, labels: list[str]) -> dict[str, Any]:
