@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export DVC_NO_ANALYTICS ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help install data repro full test lint format bench lab clean
+.PHONY: help system install data repro full test lint format bench lab clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -20,7 +20,10 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install the pinned stack (idempotent)
+system:  ## Debian packages: Tesseract OCR + French, certificate fonts, iso-codes (apt-get, once)
+	bash tools/system-deps.sh
+
+install: system $(STAMP)  ## create .venv and install the pinned stack (idempotent)
 
 data: install  ## fetch source archives (offline mirror or URL) and build data/raw deterministically
 	$(BIN)/zoo fetch

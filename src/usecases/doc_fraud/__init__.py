@@ -1,0 +1,1 @@
+"""Forged civil-status document detection (birth certificates from Benin and Niger)."""
