@@ -33,7 +33,7 @@ def test_duplicate_registration_warns(monkeypatch):
 def test_every_registered_model_forward_backward(name):
     torch.manual_seed(0)
     model = create_model(name, pretrained=False, num_classes=3, image_size=64)
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, model_entry(name).meta.get("in_channels", 3), 64, 64)
     out = model(x)
     assert out.shape == (2, 3)
     assert torch.isfinite(out).all()

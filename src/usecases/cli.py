@@ -158,7 +158,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(r, ensure_ascii=False))
         else:
-            print(f"{r['input']}\t{r['label']}\t{r['probability']:.4f}")
+            print(uc.describe(r))
     return 1 if failed else 0
 
 

@@ -100,6 +100,11 @@ def render_model_card(
         f"| {c} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
         for c, m in per_class.items()
     )
+    pc_table = (
+        f"| class | precision | recall | F1 | support |\n|---|---|---|---|---|\n{pc_rows}\n"
+        if per_class
+        else ""
+    )
     versions = "\n".join(f"- {k} {v}" for k, v in package_versions().items())
     body = f"""
 # {usecase.name} / {name}
@@ -115,10 +120,7 @@ Weights: `weights.safetensors` (sha256 `{weights_hash}`); preprocessing and labe
 |---|---|
 {rows}
 
-| class | precision | recall | F1 | support |
-|---|---|---|---|---|
-{pc_rows}
-
+{pc_table}{usecase.card_sections(metrics)}
 {_speed_section(speed, train_speed, cfg)}
 ## Limitations
 {usecase.limitations}

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from usecases.core import distributed, sources
+from usecases.core import distributed
 from usecases.core.cards import write_model_card
 from usecases.core.checkpoint import load_weights, read_metadata, save_weights
 from usecases.core.config import Config
@@ -43,10 +43,7 @@ def run_dir(cfg: Config) -> Path:
 
 
 def fetch(cfg: Config, offline: bool = False, force: bool = False) -> Path:
-    uc = get_usecase(cfg.usecase)
-    srcs = [sources.Source(**s) for s in cfg.data.sources]
-    mirrors = sources.mirror_dirs(cfg.paths.mirror)
-    return sources.build_raw(srcs, uc.raw_dir(cfg), mirrors, offline=offline, force=force)
+    return get_usecase(cfg.usecase).fetch(cfg, offline=offline, force=force)
 
 
 def prepare(cfg: Config) -> dict[str, Any]:
@@ -136,6 +133,7 @@ def _train(cfg: Config, device: str, resume: bool) -> dict[str, Any]:
         return result
     out = model_dir(cfg)
     meta.update(best_epoch=state.best_epoch, epochs=state.epoch, steps=state.step)
+    meta.update(uc.fit_heads(cfg, model.eval(), meta))
     if distributed.world_size() > 1:
         meta["world_size"] = distributed.world_size()
     save_weights(model.state_dict(), out / WEIGHTS, meta)
@@ -284,9 +282,14 @@ def index(reports_root: Path, models_root: Path) -> Path:
             if report_file.is_file()
             else h.escape(name)
         )
-        cells = "".join(
-            f"<td>{m[k]:.4f}</td>" if isinstance(m.get(k), float) else "<td>-</td>"
-            for k in ("accuracy", "macro_f1")
+        from usecases.core.zoo import HEADLINE
+
+        key = next((k for k in HEADLINE if isinstance(m.get(k), float)), None)
+        cells = f"<td>{h.escape(key)} {m[key]:.4f}</td>" if key else "<td>-</td>"
+        cells += (
+            f"<td>{m['macro_f1']:.4f}</td>"
+            if isinstance(m.get("macro_f1"), float)
+            else "<td>-</td>"
         )
         rows.append(
             f"<tr><td>{h.escape(uc)}</td><td>{link}</td>{cells}<td>{m.get('n', '-')}</td></tr>"
@@ -297,8 +300,8 @@ def index(reports_root: Path, models_root: Path) -> Path:
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .8em}}</style>
 </head><body>
 <h1>usecase-zoo: reports</h1>
-<p>Every figure is measured on the published test split of its data set.</p>
-<table><tr><th>use case</th><th>model (report)</th><th>accuracy</th><th>macro-F1</th><th>test items</th></tr>
+<p>Every figure is measured on the test split of its data set (the published one where there is one).</p>
+<table><tr><th>use case</th><th>model (report)</th><th>test metric</th><th>macro-F1</th><th>test items</th></tr>
 {body}
 </table></body></html>
 """

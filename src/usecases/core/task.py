@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from usecases.core import distributed
+from usecases.core import distributed, sources
 from usecases.core.config import Config, DataConfig, build_config
 
 
@@ -44,12 +44,25 @@ class UseCase:
         return Path(cfg.paths.processed) / self.name
 
     # -- plug-in points ---------------------------------------------------------------------
+    def fetch(self, cfg: Config, offline: bool = False, force: bool = False) -> Path:
+        """Build data/raw/<usecase>: by default from the source archives in `data.sources`
+        (offline mirrors first, checksums verified); a use case may generate its data instead."""
+        srcs = [sources.Source(**s) for s in cfg.data.sources]
+        mirrors = sources.mirror_dirs(cfg.paths.mirror)
+        return sources.build_raw(srcs, self.raw_dir(cfg), mirrors, offline=offline, force=force)
+
     def prepare(self, cfg: Config) -> dict[str, Any]:
         """Validate and split the raw data into data/processed/<usecase>; return a summary."""
         raise NotImplementedError
 
     def build_model(self, cfg: Config, labels: list[str]) -> nn.Module:
         raise NotImplementedError
+
+    def fit_heads(self, cfg: Config, model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+        """After the network is trained: fit what sits on top of it (e.g. a calibrated score,
+        a second model over other features, a fusion); the returned entries are stored in the
+        release's weight metadata. Default: nothing."""
+        return {}
 
     def model_meta(self, cfg: Config, labels: list[str]) -> dict[str, Any]:
         """Preprocessing and provenance stored with the weights."""
@@ -99,6 +112,14 @@ class UseCase:
     def example_inputs(self, cfg: Config, meta: dict[str, Any], n: int) -> Any:
         """Up to `n` preprocessed test inputs as one batch (ONNX parity checks, speed)."""
         raise NotImplementedError
+
+    def card_sections(self, metrics: dict[str, Any]) -> str:
+        """Extra model-card markdown (e.g. responsible use, error rates per group)."""
+        return ""
+
+    def describe(self, result: dict[str, Any]) -> str:
+        """One line of `zoo predict` output for a successful result."""
+        return f"{result['input']}\t{result['label']}\t{result['probability']:.4f}"
 
     def predict(
         self, model: nn.Module, meta: dict[str, Any], inputs: list[str]

@@ -95,8 +95,11 @@ def list_released(models_root: Path, latency: bool = True) -> list[dict[str, Any
             )
         if latency and weights.is_file():
             model, meta, _ = load_model(folder)
+            from usecases.core.registry import model_entry
+
             size = meta.get("image_size", 224)
-            x = torch.randn(1, 3, size, size).contiguous(memory_format=torch.channels_last)
+            channels = model_entry(meta["arch"]).meta.get("in_channels", 3)
+            x = torch.randn(1, channels, size, size).contiguous(memory_format=torch.channels_last)
             row["latency_ms"] = round(measure_latency(optimize_for_cpu(model, x), x), 2)
         rows.append(row)
     return rows

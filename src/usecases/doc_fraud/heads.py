@@ -1,0 +1,74 @@
+"""Small linear models stored as JSON in the release's weight metadata (nothing pickled).
+
+Two heads sit on the tile CNN: a logistic regression over OCR, rule and ink features (the
+"fields" detector), and a logistic fusion of the two detectors' logits. Both are fitted with
+scikit-learn and kept as plain numbers: mean, scale, coefficients, intercept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, names: Sequence[str], c: float = 1.0
+) -> dict[str, Any]:
+    """Standardise, fit a class-balanced L2 logistic regression; return it as JSON-able numbers."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y)
+    if x.ndim != 2 or x.shape[1] != len(names):
+        raise ValueError(f"features: expected [n, {len(names)}], got {x.shape}")
+    if len(set(y.tolist())) < 2:
+        raise ValueError("fit_logistic: the training rows hold a single class")
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-9] = 1.0  # constant features: leave them at 0 after centring
+    clf = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+    clf.fit((x - mean) / scale, y)
+    return {
+        "names": list(names),
+        "mean": [round(float(v), 8) for v in mean],
+        "scale": [round(float(v), 8) for v in scale],
+        "coef": [round(float(v), 8) for v in clf.coef_[0]],
+        "intercept": round(float(clf.intercept_[0]), 8),
+    }
+
+
+def logit(head: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """Decision values (log-odds of "forged") of a fitted head for rows `x` [n, features]."""
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    z = (x - np.asarray(head["mean"])) / np.asarray(head["scale"])
+    return z @ np.asarray(head["coef"]) + head["intercept"]
+
+
+def vector(features: dict[str, float], names: Sequence[str]) -> list[float]:
+    """Features in the head's order; a missing name is an error that lists it."""
+    missing = [n for n in names if n not in features]
+    if missing:
+        raise KeyError(f"features missing {missing}")
+    return [float(features[n]) for n in names]
+
+
+def prob_to_logit(p: float, eps: float = 1e-6) -> float:
+    p = min(max(p, eps), 1 - eps)
+    return math.log(p / (1 - p))
+
+
+def sigmoid(z: np.ndarray | float) -> np.ndarray | float:
+    return 1.0 / (1.0 + np.exp(-np.asarray(z)))
+
+
+def threshold_at_fpr(scores_authentic: np.ndarray, max_fpr: float) -> float:
+    """The lowest threshold whose false-positive rate on `scores_authentic` is <= max_fpr
+    (a document is flagged when its score is strictly above the threshold)."""
+    s = np.sort(np.asarray(scores_authentic, dtype=np.float64))[::-1]
+    if len(s) == 0:
+        raise ValueError("threshold_at_fpr: no authentic documents")
+    allowed = int(math.floor(max_fpr * len(s)))  # false positives we may accept
+    return float(s[allowed]) if allowed < len(s) else float(s[-1])
