@@ -162,6 +162,62 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _read_lines(path: str):
+    """(line number, text or None, error) for each line of a file or '-' (stdin), lazily; a
+    line that is not UTF-8 gets an error instead of ending the run."""
+    stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    try:
+        for n, raw in enumerate(stream, start=1):
+            try:
+                yield n, raw.decode("utf-8").rstrip("\r\n"), None
+            except UnicodeDecodeError as e:
+                yield n, None, f"{path}:{n}: not UTF-8 (byte {e.start}); line left untranslated"
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    from usecases.core.registry import get_usecase
+    from usecases.core.stages import load_model
+    from usecases.translation.corpus import language_code
+
+    uc = get_usecase("translation")
+    src = language_code(args.src, "--src")
+    tgt = language_code(args.tgt, "--tgt")
+    model, meta, _ = load_model(_resolve_model_dir(uc.name, args.model, Path(args.models)))
+
+    def run(texts: list[str]) -> list[str]:
+        out = uc.predict(model, meta, texts, src=src, tgt=tgt, beams=args.beams)
+        return [r["translation"] for r in out]
+
+    if not args.file:
+        if not args.text:
+            raise ValueError("give sentences to translate, or --file FILE ('-' for stdin)")
+        for line in run(args.text):
+            print(line)
+        return 0
+    failed = 0
+    chunk: list[tuple[int, str | None]] = []
+
+    def flush() -> None:
+        texts = [t for _, t in chunk if t is not None]
+        done = iter(run(texts) if texts else [])
+        for _, t in chunk:
+            print(next(done) if t is not None else "", flush=True)
+        chunk.clear()
+
+    for n, text, error in _read_lines(args.file):
+        if error:
+            failed += 1
+            print(f"error: {error}", file=sys.stderr)
+        chunk.append((n, text))
+        if len(chunk) == args.chunk:
+            flush()
+    flush()
+    return 1 if failed else 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from usecases.core.export import ONNX_FILE, export_onnx, parity
     from usecases.core.registry import get_usecase
@@ -257,6 +313,23 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--models", default="models", help="zoo root folder")
     pd.add_argument("--json", action="store_true", help="one JSON object per line")
     pd.set_defaults(fn=cmd_predict)
+    tr = sub.add_parser(
+        "translate",
+        help="translate sentences or a file (one sentence per line, streamed)",
+        description="Translate with a released translation model. Languages are ISO 639-3 "
+        "codes (fra, eng, fon, ewe, wol, bam, yor, hau, fuv, knc, taq) or fr/en. A file is "
+        "read and written one line per sentence, chunk by chunk; a line that cannot be read "
+        "gives an empty output line and a message on stderr.",
+    )
+    tr.add_argument("text", nargs="*", help="sentences (each argument is one sentence)")
+    tr.add_argument("--src", required=True, help="source language, e.g. fr or fra")
+    tr.add_argument("--tgt", required=True, help="target language, e.g. fon")
+    tr.add_argument("--file", help="translate this file line by line ('-' = stdin)")
+    tr.add_argument("--beams", type=int, default=None, help="beam size (default: the release's)")
+    tr.add_argument("--chunk", type=int, default=32, help="lines translated together")
+    tr.add_argument("--model", help="release name or folder (default: marian_tiny)")
+    tr.add_argument("--models", default="models", help="zoo root folder")
+    tr.set_defaults(fn=cmd_translate)
     ex = sub.add_parser(
         "export", help="export a released model (ONNX, dynamic batch) and check parity"
     )

@@ -93,7 +93,13 @@ def list_released(models_root: Path, latency: bool = True) -> list[dict[str, Any
             row["throughput"] = json.loads(speed_file.read_text(encoding="utf-8")).get(
                 "throughput_items_per_s"
             )
-        if latency and weights.is_file():
+        if speed_file.is_file() and "optimised" not in json.loads(
+            speed_file.read_text(encoding="utf-8")
+        ).get("latency_ms_batch1_1thread", {"optimised": 0}):
+            # Not an image model (e.g. translation): the latency measured at evaluation.
+            lat = json.loads(speed_file.read_text(encoding="utf-8"))["latency_ms_batch1_1thread"]
+            row["latency_ms"] = lat["eager"]
+        elif latency and weights.is_file():
             model, meta, _ = load_model(folder)
             from usecases.core.registry import model_entry
 

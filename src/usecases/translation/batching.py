@@ -1,0 +1,111 @@
+"""Batches of similar-length sentence pairs under a token budget, and their padding.
+
+Random batches of sentences waste much of their compute on padding; sorting pools of
+examples by length first and cutting batches by a token budget keeps padding small while the
+batch order stays random. The stream of batches is a pure function of (seed, epoch), so a
+resumed run sees the same batches as a straight one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from usecases.translation.vocab import PAD
+
+IGNORE = -100
+
+
+def token_batches(
+    lengths: Sequence[tuple[int, int]], tokens: int, seed: int, pool: int = 100
+) -> list[list[int]]:
+    """One pass over all examples: a seeded shuffle, pools of `pool` batches sorted by length,
+    each batch at most `tokens` (padded source + target) tokens, batch order shuffled."""
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    mean = sum(s + t for s, t in lengths) / max(1, len(lengths))
+    chunk = max(1, int(pool * tokens / max(1.0, mean)))
+    batches: list[list[int]] = []
+    for start in range(0, len(order), chunk):
+        group = sorted(
+            order[start : start + chunk], key=lambda i: (lengths[i][0], lengths[i][1], i)
+        )
+        batch: list[int] = []
+        ms = mt = 0
+        for i in group:
+            s, t = lengths[i]
+            ns, nt = max(ms, s), max(mt, t)
+            if batch and (ns + nt) * (len(batch) + 1) > tokens:
+                batches.append(batch)
+                batch, ns, nt = [], s, t
+            batch.append(i)
+            ms, mt = ns, nt
+        if batch:
+            batches.append(batch)
+    rng.shuffle(batches)
+    return batches
+
+
+class TokenBatchSampler:
+    """An epoch is `batches_per_epoch` batches of an endless stream of seeded passes over the
+    data (0 = exactly one pass); `set_epoch` picks the epoch, as with DistributedSampler."""
+
+    def __init__(
+        self, lengths: Sequence[tuple[int, int]], tokens: int, seed: int, batches_per_epoch: int = 0
+    ) -> None:
+        if not lengths:
+            raise ValueError("no training examples to batch")
+        self.lengths, self.tokens, self.seed = list(lengths), tokens, seed
+        self.pass_len = len(token_batches(self.lengths, tokens, seed))
+        self.per_epoch = batches_per_epoch or self.pass_len
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.per_epoch
+
+    def _pass(self, k: int) -> list[list[int]]:
+        return token_batches(self.lengths, self.tokens, self.seed * 1_000_003 + k)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        start = self.epoch * self.per_epoch
+        k, offset = divmod(start, self.pass_len)
+        emitted = 0
+        while emitted < self.per_epoch:
+            batches = self._pass(k)
+            for b in batches[offset:]:
+                yield b
+                emitted += 1
+                if emitted == self.per_epoch:
+                    return
+            k, offset = k + 1, 0
+
+
+def pad(seqs: list[list[int]], value: int) -> torch.Tensor:
+    width = max(len(s) for s in seqs)
+    out = torch.full((len(seqs), width), value, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return out
+
+
+def collate(examples: list[dict], pad_id: int = PAD, start_id: int = PAD) -> dict:
+    """Padded source, decoder input (start token + target[:-1]) and labels (-100 on padding);
+    other fields (reference text, direction) pass through as lists."""
+    src = pad([e["src_ids"] for e in examples], pad_id)
+    tgt = [e["tgt_ids"] for e in examples]
+    batch = {
+        "input_ids": src,
+        "attention_mask": pad([[1] * len(e["src_ids"]) for e in examples], 0),
+        "decoder_input_ids": pad([[start_id, *t[:-1]] for t in tgt], pad_id),
+        "labels": pad(tgt, IGNORE),
+    }
+    for key in examples[0]:
+        if key not in ("src_ids", "tgt_ids"):
+            batch[key] = [e[key] for e in examples]
+    return batch

@@ -1,0 +1,80 @@
+"""Sequence-to-sequence models of the translation use case.
+
+`marian_tiny` / `marian_small` are Marian-style Transformer encoder-decoders built from a
+`transformers.MarianConfig` and trained from scratch with the project's shared SentencePiece
+vocabulary. `hf_seq2seq` wraps any local (or, online, hub) `transformers` seq2seq checkpoint
+(M2M-100, NLLB, mT5, Marian...) for fine-tuning with its own tokenizer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from usecases.core.registry import register_model
+from usecases.translation.vocab import EOS, PAD
+
+SIZES = {
+    # d_model, layers (encoder = decoder), heads, feed-forward
+    "marian_tiny": (256, 3, 4, 1024),
+    "marian_small": (512, 6, 8, 2048),
+}
+
+
+def marian(name: str, vocab_size: int, dropout: float = 0.1, max_positions: int = 512) -> Any:
+    from transformers import MarianConfig, MarianMTModel
+
+    d, layers, heads, ff = SIZES[name]
+    config = MarianConfig(
+        vocab_size=vocab_size,
+        decoder_vocab_size=vocab_size,
+        d_model=d,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+        encoder_ffn_dim=ff,
+        decoder_ffn_dim=ff,
+        dropout=dropout,
+        attention_dropout=0.0,
+        activation_function="gelu",
+        max_position_embeddings=max_positions,
+        scale_embedding=True,
+        share_encoder_decoder_embeddings=True,
+        tie_word_embeddings=True,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        decoder_start_token_id=PAD,
+        forced_eos_token_id=EOS,
+    )
+    return MarianMTModel(config)
+
+
+@register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
+def marian_tiny(pretrained: bool = False, vocab_size: int = 8000, dropout: float = 0.1, **_: Any):
+    """Transformer 3+3 layers, d=256 (about 7.5 M parameters with an 8k vocabulary)."""
+    return marian("marian_tiny", vocab_size, dropout)
+
+
+@register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
+def marian_small(pretrained: bool = False, vocab_size: int = 8000, dropout: float = 0.1, **_: Any):
+    """Transformer-base shape, 6+6 layers, d=512 (about 48 M parameters with an 8k vocabulary)."""
+    return marian("marian_small", vocab_size, dropout)
+
+
+@register_model(usecase="translation", licence="that of the checkpoint and of MAFAND-MT")
+def hf_seq2seq(
+    pretrained: bool = False, weights: str | None = None, vocab_size: int | None = None, **_: Any
+):
+    """Any `transformers` seq2seq checkpoint (M2M-100, NLLB, mT5, Marian...) from a folder or,
+    online, a hub id (`model.weights`); fine-tuned with its own tokenizer plus language tags."""
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    if not weights:
+        raise ValueError("model hf_seq2seq needs model.weights: a checkpoint folder or hub id")
+    if pretrained:
+        model = AutoModelForSeq2SeqLM.from_pretrained(weights)
+    else:  # architecture only: a release's own weights are loaded next
+        model = AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(weights))
+    if vocab_size is not None and vocab_size != model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(vocab_size)
+    return model

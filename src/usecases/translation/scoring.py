@@ -1,0 +1,357 @@
+"""Scores the way MT papers report them (sacrebleu BLEU, chrF, chrF++, with signatures), two
+baselines that need no model, the published anchors, and the model-card tables.
+
+Hypotheses and references are NFC-normalised the same way before scoring (FLORES-200 mixes NFC
+and NFD); references are otherwise used exactly as published.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import statistics
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from usecases.translation.corpus import nfc
+
+# Published anchors. MAFAND-MT paper (Adelani et al. 2022, Table 5): M2M-100 418M fine-tuned on
+# MAFAND-MT, BLEU on MAFAND-MT test. NLLB-200 on FLORES-200 devtest comes from the
+# nllb_anchor_scores archive (Helsinki-NLP re-evaluation) at evaluation time.
+MAFAND_M2M100_BLEU = {"fra-fon": 4.96, "fon-fra": 7.81, "fra-ewe": 7.33, "ewe-fra": 10.53}
+NLLB_ANCHOR_MODEL = "huggingface/facebook/nllb-200-distilled-600M"
+ANCHOR_FILE = "nllb_anchor_scores/flores200_devtest_nllb_scores.tsv"
+
+
+def _metrics():
+    from sacrebleu.metrics import BLEU, CHRF
+
+    return BLEU(), CHRF(), CHRF(word_order=2)
+
+
+def score(hyps: list[str], refs: list[str], brief: bool = False) -> dict[str, Any]:
+    """Corpus BLEU, chrF and chrF++ (and the hypothesis/reference length ratio)."""
+    bleu, chrf, chrfpp = _metrics()
+    h = [" ".join(nfc(x).split()) for x in hyps]
+    r = [[" ".join(nfc(x).split()) for x in refs]]
+    out = {
+        "bleu": round(bleu.corpus_score(h, r).score, 2),
+        "chrf": round(chrf.corpus_score(h, r).score, 2),
+        "chrf_pp": round(chrfpp.corpus_score(h, r).score, 2),
+    }
+    if not brief:
+        out["length_ratio"] = round(sum(len(x) for x in h) / max(1, sum(len(x) for x in r[0])), 3)
+        out["n"] = len(h)
+    return out
+
+
+def sentence_chrf(hyp: str, ref: str) -> float:
+    from sacrebleu.metrics import CHRF
+
+    return CHRF(word_order=2).sentence_score(nfc(hyp), [nfc(ref)]).score
+
+
+def signatures() -> dict[str, str]:
+    bleu, chrf, chrfpp = _metrics()
+    for m in (bleu, chrf, chrfpp):  # a signature names the reference count: score once
+        m.corpus_score(["a"], [["a"]])
+    return {
+        "bleu": bleu.get_signature().format(),
+        "chrf": chrf.get_signature().format(),
+        "chrf_pp": chrfpp.get_signature().format(),
+    }
+
+
+def spbleu_status() -> str:
+    """spBLEU needs the FLORES-200 SentencePiece model, which sacrebleu downloads on first use;
+    offline it is computed only if that model is already in sacrebleu's cache."""
+    from sacrebleu.utils import SACREBLEU_DIR
+
+    model = Path(SACREBLEU_DIR) / "models" / "flores200sacrebleuspm"
+    if model.is_file():
+        return "available"
+    return f"not computed: the flores200 SentencePiece model is not in {model.parent} (offline)"
+
+
+# -- baselines ---------------------------------------------------------------------------------
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(nfc(text))
+
+
+class Glossary:
+    """Word-for-word translation from a glossary learnt on the training pairs: each source word
+    goes to the target word with the highest Dice co-occurrence score (seen together at least
+    twice); unknown words, numbers and punctuation are copied."""
+
+    def __init__(self, table: dict[tuple[str, str], dict[str, str]]) -> None:
+        self.table = table
+
+    @classmethod
+    def fit(cls, rows: list[tuple[str, str, str, str]]) -> Glossary:
+        by_dir: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+        for a, b, x, y in rows:
+            by_dir[(a, b)].append((x, y))
+            by_dir[(b, a)].append((y, x))
+        table = {}
+        for direction, pairs in by_dir.items():
+            src_n: Counter[str] = Counter()
+            tgt_n: Counter[str] = Counter()
+            both: Counter[tuple[str, str]] = Counter()
+            for x, y in pairs:
+                sx = {w.lower() for w in words(x) if w.isalpha()}
+                sy = {w.lower() for w in words(y) if w.isalpha()}
+                src_n.update(sx)
+                tgt_n.update(sy)
+                both.update((s, t) for s in sx for t in sy)
+            best: dict[str, tuple[float, str]] = {}
+            for (s, t), n in both.items():
+                if n < 2:
+                    continue
+                dice = 2 * n / (src_n[s] + tgt_n[t])
+                if s not in best or (dice, t) > best[s]:
+                    best[s] = (dice, t)
+            table[direction] = {s: t for s, (_, t) in best.items()}
+        return cls(table)
+
+    def translate(self, text: str, src: str, tgt: str) -> str:
+        table = self.table.get((src, tgt), {})
+        out = []
+        for w in words(text):
+            t = table.get(w.lower())
+            if t is None:
+                out.append(w)
+            else:
+                out.append(t.capitalize() if w[:1].isupper() else t)
+        return " ".join(out)
+
+
+# -- aggregation, anchors, tables ---------------------------------------------------------------
+def _mean(xs: list[float]) -> float | None:
+    return round(statistics.fmean(xs), 2) if xs else None
+
+
+def summarise(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Headline figures over directions: the mean chrF++ on FLORES-200 devtest over trained
+    directions is `chrf` (the zoo's headline); zero-shot directions are averaged apart."""
+    flores, mafand = results.get("flores", {}), results.get("mafand", {})
+    trained = [v for v in flores.values() if not v["zero_shot"]]
+    zero = [v for v in flores.values() if v["zero_shot"]]
+    summary = {
+        "chrf": _mean([v["chrf_pp"] for v in trained]),
+        "flores_chrf_pp_mean": _mean([v["chrf_pp"] for v in trained]),
+        "flores_copy_chrf_pp_mean": _mean(
+            [v["baselines"]["copy_source"]["chrf_pp"] for v in trained]
+        ),
+        "flores_glossary_chrf_pp_mean": _mean(
+            [v["baselines"]["glossary"]["chrf_pp"] for v in trained]
+        ),
+        "flores_zero_shot_chrf_pp_mean": _mean([v["chrf_pp"] for v in zero]),
+        "mafand_chrf_pp_mean": _mean([v["chrf_pp"] for v in mafand.values()]),
+        "mafand_bleu_mean": _mean([v["bleu"] for v in mafand.values()]),
+        "mafand_copy_chrf_pp_mean": _mean(
+            [v["baselines"]["copy_source"]["chrf_pp"] for v in mafand.values()]
+        ),
+        "mafand_glossary_chrf_pp_mean": _mean(
+            [v["baselines"]["glossary"]["chrf_pp"] for v in mafand.values()]
+        ),
+    }
+    summary["flores"] = flores
+    summary["mafand"] = mafand
+    return summary
+
+
+def read_anchors(raw: Path) -> dict[str, dict[str, float]]:
+    """NLLB-200 chrF++/spBLEU on FLORES-200 devtest per direction, for NLLB_ANCHOR_MODEL."""
+    path = raw / ANCHOR_FILE
+    if not path.is_file():
+        return {}
+    out = {}
+    with open(path, encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            if row["model"] == NLLB_ANCHOR_MODEL and row["benchmark"] == "flores200-devtest":
+                out[row["pair"]] = {"chrf_pp": float(row["chrF++"]), "spbleu": float(row["spBLEU"])}
+    return out
+
+
+def anchors(raw: Path) -> dict[str, Any]:
+    return {
+        "flores_nllb200_distilled_600M": read_anchors(raw),
+        "mafand_m2m100_418M_finetuned_bleu": MAFAND_M2M100_BLEU,
+        "sources": {
+            "flores": "Helsinki-NLP External-MT-leaderboard re-evaluation of "
+            "facebook/nllb-200-distilled-600M (chrF++, spBLEU)",
+            "mafand": "Adelani et al. 2022 (NAACL), M2M-100 418M fine-tuned on MAFAND-MT (BLEU)",
+        },
+    }
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.2f}" if isinstance(x, int | float) else "-"
+
+
+def card_tables(metrics: dict[str, Any]) -> str:
+    anc = metrics.get("anchors", {})
+    nllb = anc.get("flores_nllb200_distilled_600M", {})
+    m2m = anc.get("mafand_m2m100_418M_finetuned_bleu", {})
+    lines = ["## Scores (test sets as published; never dev or training data)", ""]
+    if metrics.get("eval_limit"):
+        lines.append(
+            f"**Only the first {metrics['eval_limit']} sentences of each test direction were "
+            "scored (a smoke run): these figures do not compare with published ones.**\n"
+        )
+    lines += [
+        "### FLORES-200 devtest",
+        "",
+        "| direction | BLEU | chrF | chrF++ | length ratio | copy chrF++ | glossary chrF++ "
+        "| NLLB-200 600M chrF++ | gap |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, v in sorted(metrics.get("flores", {}).items()):
+        a = nllb.get(key, {}).get("chrf_pp")
+        gap = v["chrf_pp"] - a if a is not None else None
+        mark = " (zero-shot)" if v["zero_shot"] else ""
+        lines.append(
+            f"| {key}{mark} | {_fmt(v['bleu'])} | {_fmt(v['chrf'])} | {_fmt(v['chrf_pp'])} | "
+            f"{_fmt(v['length_ratio'])} | {_fmt(v['baselines']['copy_source']['chrf_pp'])} | "
+            f"{_fmt(v['baselines']['glossary']['chrf_pp'])} | {_fmt(a)} | "
+            f"{'-' if gap is None else f'{gap:+.2f}'} |"
+        )
+    lines += [
+        "",
+        "### MAFAND-MT test",
+        "",
+        "| direction | BLEU | chrF | chrF++ | length ratio | copy chrF++ | glossary chrF++ "
+        "| M2M-100 418M fine-tuned BLEU | gap (BLEU) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, v in sorted(metrics.get("mafand", {}).items()):
+        a = m2m.get(key)
+        gap = v["bleu"] - a if a is not None else None
+        lines.append(
+            f"| {key} | {_fmt(v['bleu'])} | {_fmt(v['chrf'])} | {_fmt(v['chrf_pp'])} | "
+            f"{_fmt(v['length_ratio'])} | {_fmt(v['baselines']['copy_source']['chrf_pp'])} | "
+            f"{_fmt(v['baselines']['glossary']['chrf_pp'])} | {_fmt(a)} | "
+            f"{'-' if gap is None else f'{gap:+.2f}'} |"
+        )
+    cleaned = {
+        k: v["cleaned_reference"]
+        for k, v in metrics.get("mafand", {}).items()
+        if "cleaned_reference" in v
+    }
+    if cleaned:
+        lines.append("")
+        lines.append(
+            "Against references with the CSV-quoting artefacts removed (labelled; the table "
+            "above uses the published references): "
+            + "; ".join(
+                f"{k} chrF++ {v['chrf_pp']:.2f}, BLEU {v['bleu']:.2f}" for k, v in cleaned.items()
+            )
+        )
+    lines += [
+        "",
+        f"Signatures: BLEU `{metrics.get('signatures', {}).get('bleu', '-')}`; chrF++ "
+        f"`{metrics.get('signatures', {}).get('chrf_pp', '-')}`. spBLEU: {metrics.get('spbleu', '-')}.",
+        "Anchors: " + "; ".join(anc.get("sources", {}).values()) + ".",
+        "",
+        "## Responsible use",
+        "Outputs must be checked by a speaker of the language before any official use. "
+        "Trained on MAFAND-MT (CC BY-NC 4.0): **non-commercial use only**. NLLB-Seed and "
+        "FLORES-200 are CC BY-SA 4.0. Languages (ISO 639-3): "
+        + ", ".join(metrics.get("languages", []))
+        + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def decode_speed(model, vocab, tests: list[dict[str, Any]], opts) -> dict[str, Any] | None:
+    """CPU decoding speed on real test sentences: one sentence at a time on one thread, and a
+    batch of 32 on all threads (sentences/s)."""
+    import platform
+
+    import torch
+
+    from usecases.translation.decode import DecodeOptions, translate
+
+    if not tests or not tests[0]["rows"]:
+        return None
+    t = tests[0]
+    sents = [nfc(s) for s, _, _ in t["rows"][:32]]
+    one = DecodeOptions(**{**opts.__dict__, "batch_size": 1})
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times = []
+        for s in sents[:10]:
+            t0 = time.perf_counter()
+            translate(model, vocab, [s], t["tgt"], one)
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
+    t0 = time.perf_counter()
+    translate(model, vocab, sents, t["tgt"], opts)
+    batch_s = time.perf_counter() - t0
+    return {
+        "latency_ms_batch1_1thread": {"eager": round(statistics.median(times) * 1000, 2)},
+        "throughput_items_per_s": round(len(sents) / batch_s, 1),
+        "throughput_batch": len(sents),
+        "items": f"sentences ({t['src']}-{t['tgt']})",
+        "threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "torch": torch.__version__,
+    }
+
+
+def direction_table(metrics: dict[str, Any]) -> str:
+    """Plot data: chrF++ per benchmark and direction, with the two baselines."""
+    lines = ["direction,benchmark,chrf_pp,copy_chrf_pp,glossary_chrf_pp,zero_shot"]
+    for bench in ("flores", "mafand"):
+        for key, v in sorted(metrics.get(bench, {}).items()):
+            b = v["baselines"]
+            lines.append(
+                f"{bench}:{key},{bench},{v['chrf_pp']},{b['copy_source']['chrf_pp']},"
+                f"{b['glossary']['chrf_pp']},{int(v.get('zero_shot', False))}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def examples(rows: list[list[Any]], k: int = 3) -> dict[str, Any]:
+    """The k best and k worst translations (sentence chrF++) of each benchmark and direction,
+    among sentences of 5 to 40 words, for the report."""
+    groups: dict[str, list[list[Any]]] = defaultdict(list)
+    for r in rows:
+        if 5 <= len(r[3].split()) <= 40:
+            groups[f"{r[0]}:{r[1]}"].append(r)
+    out = {}
+    for key, rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: (float(r[6]), r[2]))
+        pick = lambda xs: [  # noqa: E731
+            {
+                "line": r[2],
+                "source": r[3],
+                "reference": r[4],
+                "hypothesis": r[5],
+                "chrf_pp": float(r[6]),
+            }
+            for r in xs
+        ]
+        out[key] = {"best": pick(rs[::-1][:k]), "worst": pick(rs[:k])}
+    return out
+
+
+def speed_lines(speed: dict[str, Any] | None) -> str:
+    if not speed:
+        return ""
+    lat = speed["latency_ms_batch1_1thread"]["eager"]
+    return (
+        "\n## Speed (measured while this card was written; timings vary by ±20 %)\n"
+        f"- CPU latency, one sentence, 1 thread: {lat:.1f} ms ({speed['items']}, greedy unless "
+        "the release sets beams)\n"
+        f"- CPU throughput, batch {speed['throughput_batch']}, {speed['threads']} threads: "
+        f"{speed['throughput_items_per_s']:.1f} sentences/s\n"
+        f"- machine: {speed['machine']}, torch {speed['torch']}\n"
+    )

@@ -1,0 +1,364 @@
+"""Translation: corpus reading and cleaning, the shared vocabulary, token batching, scoring and
+baselines, and the use case end to end on a tiny corpus written by the test (same layout as the
+published archives)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from usecases.core import stages
+from usecases.core.config import compose
+from usecases.core.data import DataError
+from usecases.core.registry import get_usecase
+from usecases.translation import corpus, scoring
+from usecases.translation.batching import TokenBatchSampler, token_batches
+from usecases.translation.vocab import EOS, Vocab, tag, train_spm
+
+from .conftest import REPO, smoke_overrides
+
+FR = [
+    "Le président a visité le marché de Cotonou.",
+    "La pluie est tombée sur les champs de maïs.",
+    "Les enfants vont à l'école le matin.",
+    "Le prix du riz a augmenté cette semaine.",
+    "Les femmes vendent des tomates au marché.",
+    "Le ministre a parlé de la santé des enfants.",
+]
+FON = [
+    "Togán ɔ́ yì axì Kútɔ́nú tɔn mɛ.",
+    "Jǐ jà dó gle lɛ́ɛ mɛ.",
+    "Vǐ lɛ́ɛ nɔ yì wemaxɔmɛ zǎnzǎn.",
+    "Mɔlikún sín akwɛ́ jɛ jǐ sɔ́ntɔ́ gbè.",
+    "Nyɔ̌nu lɛ́ɛ nɔ sà timátì ɖo axì mɛ.",
+    "Gbɛtá ɔ́ ɖɔ xó dó vǐ lɛ́ɛ sín agbazaxó wu.",
+]
+EN = [
+    "The rain fell on the maize fields.",
+    "Children go to school in the morning.",
+    "Women sell tomatoes at the market.",
+    "The price of rice rose this week.",
+]
+FUV = [
+    "Ndiyam saamii e ngesa makka.",
+    "Sukaaɓe njahan duɗal subaka.",
+    "Rewɓe ndu njeeya tomaati e luumo.",
+    "Coggu maaro ɓeydike ndee yontere.",
+]
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(x + "\n" for x in lines), encoding="utf-8")
+
+
+def write_corpus(raw: Path) -> Path:
+    """data/raw/translation as the archives unpack it, with the defects prepare must handle."""
+    m = raw / "mafand" / "fr-fon"
+    train_fr = FR + [
+        "Une phrase.",  # misaligned: the other side is far too long
+        "",  # empty source
+        FR[0].replace("président", "maire"),
+        "Le devtest ne doit pas être appris.",  # also in FLORES devtest
+    ]
+    train_fon = FON + [
+        "Xó " * 40,
+        "Xó ɖé.",
+        '"""Tɔ́xɔ́ ɔ́ yì axì mɛ."""',  # CSV-quoting artefact
+        "Devtest ɔ́ ɖo ná kplɔ́n ǎ.",
+    ]
+    write_lines(m / "train.fr", train_fr)
+    # NFD on one side: prepare must store NFC
+    write_lines(m / "train.fon", [unicodedata.normalize("NFD", x) for x in train_fon])
+    for split in ("dev", "test"):
+        write_lines(m / f"{split}.fr", FR[:3])
+        write_lines(m / f"{split}.fon", FON[:2] + ['""Vǐ"" lɛ́ɛ nɔ yì.'])  # published as is
+    seed = raw / "cpc" / "multitext-nllb-seed"
+    write_lines(seed / "eng_Latn", EN * 2)
+    write_lines(seed / "fuv_Latn", FUV * 2)
+    fl = raw / "flores200"
+    flores = {
+        "fra": ["Le marché ouvre à six heures.", "Les champs sont verts."],
+        "fon": ["Axì ɔ́ nɔ hun ɖo gan ayizɛn.", "Gle lɛ́ɛ vɛ̌ ɖi amà."],
+        "eng": ["The market opens at six.", "The fields are green."],
+        "fuv": ["Luumo ngo udditoto ko waktu jeegom.", "Ngese ɗe ɗon mbooɗi."],
+    }
+    for lang, lines in flores.items():
+        write_lines(fl / "dev" / f"{lang}_Latn.dev", lines)
+        devtest = list(lines)
+        if lang == "fra":
+            devtest[1] = "Le devtest ne doit pas être appris."
+        write_lines(fl / "devtest" / f"{lang}_Latn.devtest", devtest)
+    return raw
+
+
+TINY = [
+    "data.mafand_pairs=[fra-fon]",
+    "data.nllb_seed_langs=[fuv]",
+    "data.zero_shot=[fra-fuv]",
+    "data.vocab_size=160",
+    "data.limit_per_class=null",
+    "data.val_sentences=2",
+    "trainer.max_steps=2",
+]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mt")
+    write_corpus(root / "data/raw/translation")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("ZOO_CONFIG_DIR", str(REPO / "configs"))
+        overrides = smoke_overrides(root) + TINY
+        cfg = get_usecase("translation").config(compose(overrides, usecase="translation"))
+        summary = stages.prepare(cfg)
+        stages.train(cfg)
+        metrics = stages.evaluate(cfg)
+        yield root, cfg, overrides, summary, metrics
+
+
+# -- corpus ------------------------------------------------------------------------------------
+def test_prepare_cleans_quarantines_and_removes_devtest_sentences(project):
+    root, cfg, _, summary, _ = project
+    processed = root / "data/processed/translation"
+    pairs = corpus.read_pairs(processed / "manifest.csv")
+    train = [p for p in pairs if p.split == "train" and p.corpus == "mafand"]
+    reasons = (processed / "quarantine.csv").read_text(encoding="utf-8")
+    assert "empty side" in reasons
+    assert "length ratio" in reasons
+    assert "also in FLORES-200 devtest" in reasons
+    assert summary["cleaning"]["devtest_overlap"] == 1
+    assert not any("devtest" in p.src for p in train)
+    cleaned = [p for p in train if p.cleaned]
+    assert [p.tgt for p in cleaned] == ["Tɔ́xɔ́ ɔ́ yì axì mɛ."]
+    assert all(unicodedata.is_normalized("NFC", p.tgt) for p in train)
+    assert len(train) == 7  # 11 published - empty - misaligned - devtest overlap - ... = 7
+    # test references stay exactly as published (quotes and all)
+    test = [p for p in pairs if p.split == "test" and p.corpus == "mafand"]
+    assert test[-1].tgt == '""Vǐ"" lɛ́ɛ nɔ yì.'
+    assert summary["directions"] == ["eng-fuv", "fon-fra", "fra-fon", "fuv-eng"]
+
+
+def test_corpus_errors_name_the_file_and_line(tmp_path):
+    bad = tmp_path / "x.fon"
+    bad.write_bytes(b"ok\n\xff\xfebroken\n")
+    with pytest.raises(DataError, match=r"x.fon:2: invalid UTF-8"):
+        corpus.read_lines(bad)
+    write_lines(tmp_path / "a.fr", ["a", "b"])
+    write_lines(tmp_path / "a.fon", ["a"])
+    with pytest.raises(DataError, match="not line-aligned"):
+        corpus.aligned(tmp_path / "a.fr", tmp_path / "a.fon")
+    with pytest.raises(DataError, match="unknown language code 'xx'"):
+        corpus.parse_direction("fra-xx", "data.zero_shot")
+    assert corpus.language_code("fr", "--src") == "fra"
+
+
+def test_clean_text_undoes_csv_quoting_only():
+    assert corpus.clean_text('"""Mɛ tɛ́nwe."""') == "Mɛ tɛ́nwe."
+    assert corpus.clean_text('A ""b"" c') == 'A "b" c'
+    assert corpus.clean_text('A "b" c') == 'A "b" c'
+    assert corpus.clean_text('A ""b""', quotes=False) == 'A ""b""'
+
+
+# -- vocabulary and batching -------------------------------------------------------------------
+def test_sentencepiece_is_deterministic_and_tags_are_hidden(tmp_path):
+    sents = FR + FON + EN + FUV
+    a = train_spm(sents, ["fra", "fon"], 120, tmp_path / "a.model").read_bytes()
+    b = train_spm(sents, ["fra", "fon"], 120, tmp_path / "b.model").read_bytes()
+    assert a == b
+    v = Vocab(a)
+    ids = v.encode_source([FR[0]], "fon")[0]
+    assert ids[0] == v.tag_id("fon") and ids[-1] == EOS
+    assert v.sp.id_to_piece(ids[0]) == tag("fon")
+    assert v.decode([ids]) == [FR[0]]  # the tag never shows in text
+    with pytest.raises(DataError, match="no tag <2wol>"):
+        v.tag_id("wol")
+
+
+def test_token_batches_cover_every_example_once_within_budget():
+    lengths = [(3 + i % 17, 2 + (i * 7) % 23) for i in range(500)]
+    batches = token_batches(lengths, tokens=200, seed=1)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(500))
+    for b in batches:
+        width = max(lengths[i][0] for i in b) + max(lengths[i][1] for i in b)
+        assert width * len(b) <= 200 or len(b) == 1
+    assert token_batches(lengths, 200, seed=1) == batches
+    assert token_batches(lengths, 200, seed=2) != batches
+
+
+def test_token_sampler_epochs_are_a_function_of_seed_and_epoch():
+    lengths = [(5 + i % 9, 4 + i % 5) for i in range(300)]
+    s = TokenBatchSampler(lengths, tokens=120, seed=3, batches_per_epoch=7)
+    epochs = []
+    for e in range(5):
+        s.set_epoch(e)
+        epochs.append(list(s))
+    assert all(len(x) == 7 for x in epochs)
+    fresh = TokenBatchSampler(lengths, tokens=120, seed=3, batches_per_epoch=7)
+    fresh.set_epoch(3)
+    assert list(fresh) == epochs[3]  # a resumed run sees the batches a straight run saw
+    assert epochs[0] != epochs[1]
+
+
+# -- scoring -----------------------------------------------------------------------------------
+def test_scores_normalise_unicode_and_baselines_learn_a_glossary():
+    refs = ["Ɖé ɔ́ ɖo axì mɛ.", "Vǐ lɛ́ɛ nɔ yì."]
+    nfd = [unicodedata.normalize("NFD", r) for r in refs]
+    same = scoring.score(refs, nfd)
+    assert same["chrf_pp"] == 100.0 and same["bleu"] == 100.0
+    assert scoring.score(["x y z", "q"], refs)["chrf_pp"] < 10
+    rows = [("fra", "eng", f, e) for f, e in zip(FR[1:5], EN, strict=True)] * 2
+    g = scoring.Glossary.fit(rows)
+    assert g.translate("marché", "fra", "eng") != "marché"
+    assert g.translate("Cotonou", "fra", "eng") == "Cotonou"  # unknown words are copied
+    assert "signatures" not in scoring.signatures()
+    assert scoring.signatures()["chrf_pp"].startswith("nrefs:1|")
+
+
+# -- end to end --------------------------------------------------------------------------------
+def test_metrics_cover_both_benchmarks_with_signatures_and_baselines(project):
+    root, cfg, _, _, metrics = project
+    out = root / "models/translation/marian_tiny"
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["split"] == "test"
+    assert set(saved["mafand"]) == {"fra-fon", "fon-fra"}
+    assert set(saved["flores"]) == {
+        "fra-fon",
+        "fon-fra",
+        "eng-fuv",
+        "fuv-eng",
+        "fra-fuv",
+        "fuv-fra",
+    }
+    assert saved["flores"]["fra-fuv"]["zero_shot"] and not saved["flores"]["fra-fon"]["zero_shot"]
+    assert "cleaned_reference" in saved["mafand"]["fra-fon"]
+    assert saved["signatures"]["bleu"].startswith("nrefs:1|")
+    for entry in saved["flores"].values():
+        assert set(entry["baselines"]) == {"copy_source", "glossary"}
+        assert 0 <= entry["chrf_pp"] <= 100
+    assert isinstance(saved["chrf"], float)
+    card = (out / "model_card.md").read_text()
+    assert "FLORES-200 devtest" in card and "non-commercial" in card
+    assert "(zero-shot)" in card
+    speed = json.loads((out / "speed.json").read_text())
+    assert speed["throughput_items_per_s"] > 0
+    predictions = (out / "predictions.csv").read_text(encoding="utf-8").splitlines()
+    assert len(predictions) == 1 + 2 * 3 + 6 * 2
+
+
+def test_translate_cli_handles_bad_lines_and_keeps_the_others(project):
+    root, _, _, _, _ = project
+    src = root / "in.txt"
+    long = "Le marché de Cotonou. " * 500  # about 11,000 characters
+    src.write_bytes(
+        "Le président.\n\n   \n".encode() + b"\xff\xfe bad\n" + f"{long}\nLes enfants.\n".encode()
+    )
+    zoo = [sys.executable, "-m", "usecases.cli"]
+    models = str(root / "models")
+    r = subprocess.run(
+        [*zoo, "translate", "--src", "fr", "--tgt", "fon", "--file", str(src), "--models", models],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+    )
+    assert r.returncode == 1, r.stderr
+    lines = r.stdout.split("\n")[:-1]
+    assert len(lines) == 6  # one output line per input line
+    assert lines[1] == lines[2] == lines[3] == ""  # empty, blank, undecodable
+    assert "in.txt:4: not UTF-8" in r.stderr
+    r = subprocess.run(
+        [*zoo, "translate", "--src", "fr", "--tgt", "xx", "Bonjour", "--models", models],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+    )
+    assert r.returncode != 0 and "--tgt: unknown language code 'xx'" in r.stderr
+    r = subprocess.run(
+        [*zoo, "translate", "--src", "fra", "--tgt", "wol", "Bonjour", "--models", models],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+    )
+    assert r.returncode != 0 and "this model knows" in r.stderr
+    r = subprocess.run(
+        [
+            *zoo,
+            "translate",
+            "--src",
+            "fra",
+            "--tgt",
+            "fon",
+            "Bonjour",
+            "Le marché.",
+            "--models",
+            models,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 2
+
+
+def tiny_checkpoint(folder: Path) -> Path:
+    """A randomly initialised Marian checkpoint with its own (BPE) tokenizer, saved the way a
+    hub download is: what a partner's pretrained model looks like, without a download."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "</s>", "<unk>"])
+    tok.train_from_iterator(FR + FON + EN + FUV, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+    fast.save_pretrained(folder)
+    config = MarianConfig(
+        vocab_size=len(fast),
+        decoder_vocab_size=len(fast),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=512,
+        pad_token_id=fast.pad_token_id,
+        eos_token_id=fast.eos_token_id,
+        decoder_start_token_id=fast.pad_token_id,
+    )
+    MarianMTModel(config).save_pretrained(folder)
+    return folder
+
+
+def test_a_local_pretrained_checkpoint_fine_tunes_and_translates(project, tmp_path):
+    root, _, overrides, _, _ = project
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")
+    cfg = get_usecase("translation").config(
+        compose(
+            overrides + ["model=hf_seq2seq", f"model.weights={ckpt}", "name=hf"],
+            usecase="translation",
+        )
+    )
+    stages.train(cfg)
+    metrics = stages.evaluate(cfg)
+    assert set(metrics["flores"]) >= {"fra-fon", "fon-fra"}
+    model, meta, _ = stages.load_model(root / "models/translation/hf")
+    assert meta["hf_checkpoint"] == str(ckpt) and "spm_model" not in meta
+    uc = get_usecase("translation")
+    out = uc.predict(model, meta, ["Le marché.", ""], src="fra", tgt="fon")
+    assert [r["input"] for r in out] == ["Le marché.", ""] and out[1]["translation"] == ""
