@@ -134,11 +134,13 @@ def test_prepare_cleans_quarantines_and_removes_devtest_sentences(project):
     assert "length ratio" in reasons
     assert "also in FLORES-200 devtest" in reasons
     assert summary["cleaning"]["devtest_overlap"] == 1
+    assert summary["cleaning"]["mafand_test_overlap"] == 3  # FR[:3] are also test sentences
+    assert "also in MAFAND-MT test" in reasons
     assert not any("devtest" in p.src for p in train)
     cleaned = [p for p in train if p.cleaned]
     assert [p.tgt for p in cleaned] == ["Tɔ́xɔ́ ɔ́ yì axì mɛ."]
     assert all(unicodedata.is_normalized("NFC", p.tgt) for p in train)
-    assert len(train) == 7  # 11 published - empty - misaligned - devtest overlap - ... = 7
+    assert len(train) == 4  # 10 published - empty - misaligned - 1 devtest - 3 test overlaps
     # test references stay exactly as published (quotes and all)
     test = [p for p in pairs if p.split == "test" and p.corpus == "mafand"]
     assert test[-1].tgt == '""Vǐ"" lɛ́ɛ nɔ yì.'

@@ -109,7 +109,7 @@ def render_model_card(
     body = f"""
 # {usecase.name} / {name}
 
-Architecture `{meta.get("arch")}`, input {meta.get("image_size", "")} px, labels: {", ".join(meta.get("labels", []))}.
+Architecture `{meta.get("arch")}`{f", input {meta['image_size']} px" if meta.get("image_size") else ""}, labels: {", ".join(meta.get("labels", []))}.
 Weights: `weights.safetensors` (sha256 `{weights_hash}`); preprocessing and labels are in its metadata.
 
 ## Intended use

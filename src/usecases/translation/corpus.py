@@ -182,7 +182,7 @@ def build(
 ) -> Prepared:
     """Training pairs (cleaned, quarantined, devtest overlap removed), MAFAND dev/test and
     FLORES dev/devtest pairs (as published) for every trained language pair."""
-    stats: Counter[str] = Counter({"devtest_overlap": 0})
+    stats: Counter[str] = Counter({"devtest_overlap": 0, "mafand_test_overlap": 0})
     quarantined: list[dict[str, str]] = []
     published: list[Pair] = []
     for p in mafand:
@@ -192,6 +192,10 @@ def build(
     langs = {x for p in published for x in (p.src_lang, p.tgt_lang)}
     # Every FLORES devtest sentence of every language we touch: training must not contain one.
     devtest = {nfc(s).strip() for lang in sorted(langs) for s in flores_lines(raw, lang, "test")}
+    # ... nor a MAFAND-MT test sentence (the published splits share a few sentences).
+    mafand_test = {
+        " ".join(nfc(s).split()) for p in published if p.split == "test" for s in (p.src, p.tgt)
+    }
     out: list[Pair] = []
     for p in published:
         if p.split != "train":
@@ -205,6 +209,9 @@ def build(
         if reason is None and (src in devtest or tgt in devtest):
             reason = "also in FLORES-200 devtest"
             stats["devtest_overlap"] += 1
+        elif reason is None and (src in mafand_test or tgt in mafand_test):
+            reason = "also in MAFAND-MT test"
+            stats["mafand_test_overlap"] += 1
         if reason:
             quarantined.append({"path": where, "reason": reason})
             continue

@@ -252,6 +252,25 @@ def card_tables(metrics: dict[str, Any]) -> str:
                 f"{k} chrF++ {v['chrf_pp']:.2f}, BLEU {v['bleu']:.2f}" for k, v in cleaned.items()
             )
         )
+    data = metrics.get("data")
+    if data:
+        pairs = "; ".join(
+            f"{k.split('/')[0]}: " + ", ".join(f"{p} {n:,}" for p, n in v.items())
+            for k, v in data["training_pairs"].items()
+        )
+        clean = data["cleaning"]
+        quotes = sum(v for k, v in clean.items() if k.startswith("quotes_cleaned"))
+        lines += [
+            "",
+            "## Training data",
+            f"Pairs after cleaning (each trains both directions): {pairs}. "
+            f"Quarantined (empty or misaligned, with reasons in quarantine.csv): "
+            f"{data['quarantined']}, of which {clean.get('devtest_overlap', 0)} because a side "
+            f"is in FLORES-200 devtest and {clean.get('mafand_test_overlap', 0)} because a side "
+            f"is in MAFAND-MT test. CSV-quoting artefacts cleaned in "
+            f"{quotes} MAFAND-MT training pairs; test references were left as published. "
+            f"Shared SentencePiece vocabulary: {data['vocab_size']} pieces.",
+        ]
     lines += [
         "",
         f"Signatures: BLEU `{metrics.get('signatures', {}).get('bleu', '-')}`; chrF++ "

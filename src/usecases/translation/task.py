@@ -423,6 +423,13 @@ class Translation(UseCase):
         metrics["eval_limit"] = _d(cfg).eval_limit
         metrics["languages"] = [f"{x} ({LANGUAGES[x][0]})" for x in meta["languages"]]
         metrics["anchors"] = scoring.anchors(self.raw_dir(cfg))
+        summary = json.loads((self.processed_dir(cfg) / SUMMARY).read_text(encoding="utf-8"))
+        metrics["data"] = {
+            "training_pairs": {k: v for k, v in summary["counts"].items() if k.endswith("/train")},
+            "cleaning": summary["cleaning"],
+            "quarantined": summary["quarantined"],
+            "vocab_size": summary["vocab_size"],
+        }
         metrics["n"] = sentences
         log.info("translated %d test sentences in %.0f s", sentences, seconds)
         write_text(out_dir / "chrf_by_direction.csv", scoring.direction_table(metrics))
