@@ -227,7 +227,7 @@ def test_scores_normalise_unicode_and_baselines_learn_a_glossary():
 # -- end to end --------------------------------------------------------------------------------
 def test_metrics_cover_both_benchmarks_with_signatures_and_baselines(project):
     root, cfg, _, _, metrics = project
-    out = root / "models/translation/marian_tiny"
+    out = root / "models/translation/pre_tiny"
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["split"] == "test"
     assert set(saved["mafand"]) == {"fra-fon", "fon-fra"}

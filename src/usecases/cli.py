@@ -327,7 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--file", help="translate this file line by line ('-' = stdin)")
     tr.add_argument("--beams", type=int, default=None, help="beam size (default: the release's)")
     tr.add_argument("--chunk", type=int, default=32, help="lines translated together")
-    tr.add_argument("--model", help="release name or folder (default: marian_tiny)")
+    tr.add_argument(
+        "--model", help="release name or folder (default: the pipeline's translation model)"
+    )
     tr.add_argument("--models", default="models", help="zoo root folder")
     tr.set_defaults(fn=cmd_translate)
     ex = sub.add_parser(

@@ -49,6 +49,42 @@ def marian(name: str, vocab_size: int, dropout: float = 0.1, max_positions: int 
     return MarianMTModel(config)
 
 
+def prenorm(name: str, vocab_size: int, dropout: float = 0.1, max_positions: int = 512) -> Any:
+    """The same shapes as `marian`, with pre-layer-norm blocks (mBART's layout): stable at the
+    higher learning rates that a short CPU budget needs."""
+    from transformers import MBartConfig, MBartForConditionalGeneration
+
+    d, layers, heads, ff = SIZES[name.replace("pre_", "marian_")]
+    config = MBartConfig(
+        vocab_size=vocab_size,
+        d_model=d,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+        encoder_ffn_dim=ff,
+        decoder_ffn_dim=ff,
+        dropout=dropout,
+        attention_dropout=0.0,
+        activation_function="gelu",
+        max_position_embeddings=max_positions,
+        scale_embedding=True,
+        tie_word_embeddings=True,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        bos_token_id=EOS,
+        decoder_start_token_id=PAD,
+        forced_eos_token_id=EOS,
+    )
+    return MBartForConditionalGeneration(config)
+
+
+@register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
+def pre_tiny(pretrained: bool = False, vocab_size: int = 8000, dropout: float = 0.1, **_: Any):
+    """Pre-layer-norm Transformer 3+3 layers, d=256 (mBART block layout, about 7.5 M parameters)."""
+    return prenorm("pre_tiny", vocab_size, dropout)
+
+
 @register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
 def marian_tiny(pretrained: bool = False, vocab_size: int = 8000, dropout: float = 0.1, **_: Any):
     """Transformer 3+3 layers, d=256 (about 7.5 M parameters with an 8k vocabulary)."""
