@@ -14,13 +14,21 @@ EXPERIMENTS = sorted(p.stem for p in (REPO / "configs/experiment").glob("*.yaml"
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_with_smoke_profile(experiment):
-    data = compose([f"experiment={experiment}", "profile=smoke"], usecase="crop_disease")
-    cfg = get_usecase("crop_disease").config(data)
+    # Experiments are named after their use case: crop_* (crop disease), mt_* (translation).
+    usecase = "translation" if experiment.startswith("mt_") else "crop_disease"
+    data = compose([f"experiment={experiment}", "profile=smoke"], usecase=usecase)
+    cfg = get_usecase(usecase).config(data)
     assert cfg.profile == "smoke"
-    assert cfg.trainer.max_steps == 2 and cfg.model.image_size == 64  # profile wins...
+    assert cfg.trainer.max_steps == 2  # profile wins...
     assert cfg.name  # ...and each experiment names its release
-    expected_model = {"crop_mobilenet_v3_small": "mobilenet_v3_small", "crop_resnet18": "resnet18"}
+    expected_model = {
+        "crop_mobilenet_v3_small": "mobilenet_v3_small",
+        "crop_resnet18": "resnet18",
+        "mt_full": "pre_tiny",
+    }
     assert cfg.model.name == expected_model.get(experiment, "efficientnet_lite0")
+    if usecase == "crop_disease":
+        assert cfg.model.image_size == 64
 
 
 def test_default_composition_values():

@@ -29,7 +29,10 @@ def test_duplicate_registration_warns(monkeypatch):
     assert model_entry("resnet18").fn is resnet18
 
 
-@pytest.mark.parametrize("name", list_models())
+IMAGE_MODELS = [n for n in list_models() if model_entry(n).usecase != "translation"]
+
+
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_every_registered_model_forward_backward(name):
     torch.manual_seed(0)
     model = create_model(name, pretrained=False, num_classes=3, image_size=64)
@@ -40,6 +43,24 @@ def test_every_registered_model_forward_backward(name):
     out.sum().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", ["marian_tiny", "pre_tiny"])
+def test_translation_models_forward_backward(name):
+    torch.manual_seed(0)
+    model = create_model(name, vocab_size=50, dropout=0.0)
+    x = torch.randint(3, 50, (2, 7))
+    y = torch.randint(3, 50, (2, 5))
+    logits = model(input_ids=x, attention_mask=torch.ones_like(x), decoder_input_ids=y).logits
+    assert logits.shape == (2, 5, 50)
+    logits.logsumexp(-1).sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_hf_seq2seq_needs_a_checkpoint():
+    with pytest.raises(ValueError, match="model.weights"):
+        create_model("hf_seq2seq")
 
 
 def test_lite0_pretrained_loads_packaged_imagenet_weights():

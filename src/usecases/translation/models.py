@@ -20,31 +20,39 @@ SIZES = {
 }
 
 
+def _shape(name: str, vocab_size: int, dropout: float, max_positions: int) -> dict[str, Any]:
+    """Config keywords shared by the Marian and pre-norm layouts (BART-family names)."""
+    d, layers, heads, ff = SIZES[name]
+    return {
+        "vocab_size": vocab_size,
+        "d_model": d,
+        "encoder_layers": layers,
+        "decoder_layers": layers,
+        "encoder_attention_heads": heads,
+        "decoder_attention_heads": heads,
+        "encoder_ffn_dim": ff,
+        "decoder_ffn_dim": ff,
+        "dropout": dropout,
+        "attention_dropout": 0.0,
+        "activation_function": "gelu",
+        "max_position_embeddings": max_positions,
+        "scale_embedding": True,
+        "tie_word_embeddings": True,
+        "pad_token_id": PAD,
+        "eos_token_id": EOS,
+        "decoder_start_token_id": PAD,
+        "forced_eos_token_id": EOS,
+    }
+
+
 def marian(name: str, vocab_size: int, dropout: float = 0.1, max_positions: int = 512) -> Any:
+    """Marian's post-layer-norm blocks, encoder and decoder sharing one embedding."""
     from transformers import MarianConfig, MarianMTModel
 
-    d, layers, heads, ff = SIZES[name]
     config = MarianConfig(
-        vocab_size=vocab_size,
         decoder_vocab_size=vocab_size,
-        d_model=d,
-        encoder_layers=layers,
-        decoder_layers=layers,
-        encoder_attention_heads=heads,
-        decoder_attention_heads=heads,
-        encoder_ffn_dim=ff,
-        decoder_ffn_dim=ff,
-        dropout=dropout,
-        attention_dropout=0.0,
-        activation_function="gelu",
-        max_position_embeddings=max_positions,
-        scale_embedding=True,
         share_encoder_decoder_embeddings=True,
-        tie_word_embeddings=True,
-        pad_token_id=PAD,
-        eos_token_id=EOS,
-        decoder_start_token_id=PAD,
-        forced_eos_token_id=EOS,
+        **_shape(name, vocab_size, dropout, max_positions),
     )
     return MarianMTModel(config)
 
@@ -54,40 +62,19 @@ def prenorm(name: str, vocab_size: int, dropout: float = 0.1, max_positions: int
     higher learning rates that a short CPU budget needs."""
     from transformers import MBartConfig, MBartForConditionalGeneration
 
-    d, layers, heads, ff = SIZES[name.replace("pre_", "marian_")]
-    config = MBartConfig(
-        vocab_size=vocab_size,
-        d_model=d,
-        encoder_layers=layers,
-        decoder_layers=layers,
-        encoder_attention_heads=heads,
-        decoder_attention_heads=heads,
-        encoder_ffn_dim=ff,
-        decoder_ffn_dim=ff,
-        dropout=dropout,
-        attention_dropout=0.0,
-        activation_function="gelu",
-        max_position_embeddings=max_positions,
-        scale_embedding=True,
-        tie_word_embeddings=True,
-        pad_token_id=PAD,
-        eos_token_id=EOS,
-        bos_token_id=EOS,
-        decoder_start_token_id=PAD,
-        forced_eos_token_id=EOS,
-    )
-    return MBartForConditionalGeneration(config)
+    shape = _shape(name.replace("pre_", "marian_"), vocab_size, dropout, max_positions)
+    return MBartForConditionalGeneration(MBartConfig(bos_token_id=EOS, **shape))
 
 
 @register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
 def pre_tiny(pretrained: bool = False, vocab_size: int = 8000, dropout: float = 0.1, **_: Any):
-    """Pre-layer-norm Transformer 3+3 layers, d=256 (mBART block layout, about 7.5 M parameters)."""
+    """Pre-layer-norm Transformer 3+3 layers, d=256 (mBART block layout, about 7.8 M parameters)."""
     return prenorm("pre_tiny", vocab_size, dropout)
 
 
 @register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
 def marian_tiny(pretrained: bool = False, vocab_size: int = 8000, dropout: float = 0.1, **_: Any):
-    """Transformer 3+3 layers, d=256 (about 7.5 M parameters with an 8k vocabulary)."""
+    """Transformer 3+3 layers, d=256 (about 7.8 M parameters with an 8k vocabulary)."""
     return marian("marian_tiny", vocab_size, dropout)
 
 
