@@ -149,13 +149,24 @@ def _speed_section(
 ) -> str:
     if not speed and train_speed is None:
         return ""
-    lines = ["## Speed (measured while this card was written; timings vary by ±20 %)"]
+    lines = [
+        "## Speed (measured while this card was written; timings vary by ±20 %)"
+        if speed
+        else "## Training speed (from history.csv)"
+    ]
     if train_speed is not None:
-        t = cfg["trainer"]
-        lines.append(
-            f"- training: {train_speed:.1f} items/s on `{t['device']}` "
-            f"({t['precision']} precision, batch {cfg['data']['batch_size']})"
-        )
+        t, d = cfg["trainer"], cfg["data"]
+        if d.get("tokens_per_batch"):  # batches cut by a token budget, not a number of items
+            updates = train_speed / (d["batch_size"] * max(1, t.get("grad_accum", 1)))
+            lines.append(
+                f"- training: {updates:.2f} updates/s of about {d['tokens_per_batch']} tokens "
+                f"on `{t['device']}` ({t['precision']} precision)"
+            )
+        else:
+            lines.append(
+                f"- training: {train_speed:.1f} items/s on `{t['device']}` "
+                f"({t['precision']} precision, batch {d['batch_size']})"
+            )
     if speed:
         lat = speed["latency_ms_batch1_1thread"]
         lines.append(
