@@ -1,0 +1,1 @@
+"""Speech recognition groundwork: audio loading, quality flags and corpus layout readers."""
