@@ -7,4 +7,4 @@ of the registry, so `zoo --help` stays fast.
 __version__ = "0.1.0"
 
 # Use cases shipped with the package; each is a sub-package with data.py, models.py, task.py.
-USECASES = ("crop_disease", "doc_fraud", "translation")
+USECASES = ("crop_disease", "doc_fraud", "translation", "speech")
