@@ -167,3 +167,22 @@ def test_session_in_train_and_test_stops_prepare(project: Path):
     write_tsv(raw / "yor.tsv", YOR_COLUMNS, yor)
     with pytest.raises(DataError, match="session.*'s1'"):
         stages.prepare(config(project))
+
+
+def test_explore_notebook_runs_on_the_tiny_corpus(project: Path, tmp_path: Path):
+    import papermill
+
+    stages.prepare(config(project))
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(
+        str(REPO / "notebooks/speech/01-explore.ipynb"),
+        str(out),
+        parameters={
+            "raw_dir": str(project / "data/raw/speech"),
+            "processed_dir": str(project / "data/processed/speech"),
+            "examples": 1,
+        },
+        progress_bar=False,
+        cwd=str(tmp_path),
+    )
+    assert out.is_file()
