@@ -4,6 +4,7 @@ published archives)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -108,9 +109,10 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mt")
+@contextlib.contextmanager
+def tiny_project(root: Path):
+    """The tiny corpus written under `root`, prepared, trained and evaluated with the smoke
+    profile (cwd and config folder set for the duration): (cfg, overrides, summary, metrics)."""
     write_corpus(root / "data/raw/translation")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
@@ -120,6 +122,13 @@ def project(tmp_path_factory):
         summary = stages.prepare(cfg)
         stages.train(cfg)
         metrics = stages.evaluate(cfg)
+        yield cfg, overrides, summary, metrics
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mt")
+    with tiny_project(root) as (cfg, overrides, summary, metrics):
         yield root, cfg, overrides, summary, metrics
 
 
@@ -262,54 +271,28 @@ def test_translate_cli_handles_bad_lines_and_keeps_the_others(project):
     src.write_bytes(
         "Le président.\n\n   \n".encode() + b"\xff\xfe bad\n" + f"{long}\nLes enfants.\n".encode()
     )
-    zoo = [sys.executable, "-m", "usecases.cli"]
     models = str(root / "models")
-    r = subprocess.run(
-        [*zoo, "translate", "--src", "fr", "--tgt", "fon", "--file", str(src), "--models", models],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        timeout=300,
-    )
+
+    def translate(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "usecases.cli", "translate", *args, "--models", models],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            timeout=300,
+        )
+
+    r = translate("--src", "fr", "--tgt", "fon", "--file", str(src))
     assert r.returncode == 1, r.stderr
     lines = r.stdout.split("\n")[:-1]
     assert len(lines) == 6  # one output line per input line
     assert lines[1] == lines[2] == lines[3] == ""  # empty, blank, undecodable
     assert "in.txt:4: not UTF-8" in r.stderr
-    r = subprocess.run(
-        [*zoo, "translate", "--src", "fr", "--tgt", "xx", "Bonjour", "--models", models],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        timeout=300,
-    )
+    r = translate("--src", "fr", "--tgt", "xx", "Bonjour")
     assert r.returncode != 0 and "--tgt: unknown language code 'xx'" in r.stderr
-    r = subprocess.run(
-        [*zoo, "translate", "--src", "fra", "--tgt", "wol", "Bonjour", "--models", models],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        timeout=300,
-    )
+    r = translate("--src", "fra", "--tgt", "wol", "Bonjour")
     assert r.returncode != 0 and "this model knows" in r.stderr
-    r = subprocess.run(
-        [
-            *zoo,
-            "translate",
-            "--src",
-            "fra",
-            "--tgt",
-            "fon",
-            "Bonjour",
-            "Le marché.",
-            "--models",
-            models,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        timeout=300,
-    )
+    r = translate("--src", "fra", "--tgt", "fon", "Bonjour", "Le marché.")
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.splitlines()) == 2
 

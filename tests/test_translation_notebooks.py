@@ -9,11 +9,9 @@ import papermill as pm
 import pytest
 
 from usecases.core import stages
-from usecases.core.config import compose
-from usecases.core.registry import get_usecase
 
 from .conftest import REPO, smoke_overrides
-from .test_translation import TINY, write_corpus
+from .test_translation import TINY, tiny_project
 
 NOTEBOOKS = REPO / "notebooks" / "translation"
 
@@ -21,16 +19,7 @@ NOTEBOOKS = REPO / "notebooks" / "translation"
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("mt_nb")
-    write_corpus(root / "data/raw/translation")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        mp.setenv("ZOO_CONFIG_DIR", str(REPO / "configs"))
-        cfg = get_usecase("translation").config(
-            compose(smoke_overrides(root) + TINY, usecase="translation")
-        )
-        stages.prepare(cfg)
-        stages.train(cfg)
-        stages.evaluate(cfg)
+    with tiny_project(root) as (cfg, _, _, _):
         yield root, cfg
 
 

@@ -124,6 +124,14 @@ def _unique(located: list[tuple[Utterance, str]], source: Path) -> list[Utteranc
     return [u for u, _ in located]
 
 
+def _required(row: dict[str, str], column: str, at: str) -> str:
+    """The stripped value of `column`, which must not be empty."""
+    value = row[column].strip()
+    if not value:
+        raise DataError(f"{at}: empty {column}")
+    return value
+
+
 def read_manifest_tsv(root: str | Path, tsv: str | Path) -> list[Utterance]:
     """The generic manifest `tsv` (columns path, transcript, speaker, split; optional
     duration_s, session); paths are relative to `root` and the id is the file stem."""
@@ -132,9 +140,7 @@ def read_manifest_tsv(root: str | Path, tsv: str | Path) -> list[Utterance]:
     for n, row in _read_tsv(tsv, MANIFEST_COLUMNS):
         at = f"{tsv}:{n}"
         path = _relative(root, row["path"], at)
-        speaker = row["speaker"].strip()
-        if not speaker:
-            raise DataError(f"{at}: empty speaker")
+        speaker = _required(row, "speaker", at)
         duration = None
         raw = row.get("duration_s", "").strip()
         if raw:
@@ -172,9 +178,7 @@ def read_common_voice(root: str | Path) -> list[Utterance]:
         for n, row in _read_tsv(tsv, CV_COLUMNS):
             at = f"{tsv}:{n}"
             clip = _relative(root, row["path"], at)
-            speaker = row["client_id"].strip()
-            if not speaker:
-                raise DataError(f"{at}: empty client_id")
+            speaker = _required(row, "client_id", at)
             u = Utterance(
                 id=PurePosixPath(clip).stem,
                 path=f"clips/{clip}",
