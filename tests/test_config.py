@@ -14,8 +14,10 @@ EXPERIMENTS = sorted(p.stem for p in (REPO / "configs/experiment").glob("*.yaml"
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_with_smoke_profile(experiment):
-    # Experiments are named after their use case: crop_* (crop disease), mt_* (translation).
-    usecase = "translation" if experiment.startswith("mt_") else "crop_disease"
+    # Experiments are named after their use case: crop_* (crop disease), mt_* (translation),
+    # speech_* (speech).
+    prefix = experiment.split("_")[0]
+    usecase = {"mt": "translation", "speech": "speech"}.get(prefix, "crop_disease")
     data = compose([f"experiment={experiment}", "profile=smoke"], usecase=usecase)
     cfg = get_usecase(usecase).config(data)
     assert cfg.profile == "smoke"
@@ -25,6 +27,7 @@ def test_every_experiment_composes_with_smoke_profile(experiment):
         "crop_mobilenet_v3_small": "mobilenet_v3_small",
         "crop_resnet18": "resnet18",
         "mt_full": "pre_tiny",
+        "speech_full": "crnn_large",
     }
     assert cfg.model.name == expected_model.get(experiment, "efficientnet_lite0")
     if usecase == "crop_disease":

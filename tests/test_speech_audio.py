@@ -14,10 +14,10 @@ from usecases.core.data import DataError
 from usecases.speech.audio import (
     AudioError,
     audio_info,
-    chunks,
     load_audio,
     quality_flags,
     read_many,
+    split_at_pauses,
 )
 from usecases.speech.data import (
     Utterance,
@@ -195,34 +195,45 @@ def long_wav(tmp_path_factory) -> Path:
     return p
 
 
-def test_long_file_chunks_are_views(long_wav: Path):
+def test_long_file_is_cut_at_pauses_into_views(long_wav: Path):
     wave = load_audio(long_wav)
     assert abs(wave.size - 600 * 16000) <= 0.01 * 600 * 16000
-    parts = chunks(wave, 16000, seconds=20.0, overlap=1.0)
-    # windows start every 19 s: 0, 19, ..., 589 -> 32 windows, the last ends at 600 s
-    assert len(parts) == 32
-    assert parts[0][:2] == (0.0, 20.0) and parts[1][0] == 19.0
-    assert parts[-1][1] == pytest.approx(wave.size / 16000)
+    parts = split_at_pauses(wave, 16000, max_seconds=20.0, search_seconds=4.0)
+    # Noise bursts fill the first second of each minute; every cut falls in silence.
+    assert all(b - a <= 20.0 + 1e-9 for a, b, _ in parts)
+    assert parts[0][0] == 0.0 and parts[-1][1] == pytest.approx(wave.size / 16000)
+    assert all(parts[i][1] == parts[i + 1][0] for i in range(len(parts) - 1))
+    assert sum(s.size for _, _, s in parts) == wave.size
     assert all(np.shares_memory(s, wave) for _, _, s in parts)
-    assert all(s.size == 20 * 16000 for _, _, s in parts[:-1])
-    covered = sum(s.size for _, _, s in parts) - 31 * 16000
-    assert covered == wave.size
+    assert all(a % 60 >= 1.0 for a, _, _ in parts[1:])
 
 
-def test_two_hour_chunk_count_without_copies():
+def test_cut_falls_in_the_pause():
+    rate = 16000
+    rng = np.random.default_rng(0)
+    wave = rng.uniform(-0.5, 0.5, 25 * rate).astype(np.float32)
+    wave[int(17.2 * rate) : int(17.6 * rate)] = 0.0
+    [(a, b, _), (c, d, _)] = split_at_pauses(wave, rate, max_seconds=20.0, search_seconds=4.0)
+    assert (a, d) == (0.0, 25.0) and b == c
+    assert 17.2 <= b <= 17.6
+
+
+def test_two_hour_wave_is_split_without_copies():
     wave = np.zeros(2 * 3600 * 16000, dtype=np.float32)
-    parts = chunks(wave, 16000)
-    assert len(parts) == 1 + int(np.ceil((7200 - 20) / 19))
+    parts = split_at_pauses(wave, 16000)
+    assert len(parts) >= 7200 / 20
     assert all(np.shares_memory(s, wave) for _, _, s in parts[:: len(parts) // 7])
 
 
-def test_chunks_edge_cases():
-    assert chunks(np.zeros(0, dtype=np.float32), 16000) == []
+def test_split_edge_cases():
+    assert split_at_pauses(np.zeros(0, dtype=np.float32), 16000) == []
     short = np.zeros(8000, dtype=np.float32)
-    [(a, b, s)] = chunks(short, 16000)
+    [(a, b, s)] = split_at_pauses(short, 16000)
     assert (a, b, s.size) == (0.0, 0.5, 8000)
-    with pytest.raises(ValueError, match="overlap"):
-        chunks(short, 16000, seconds=1.0, overlap=1.0)
+    with pytest.raises(ValueError, match="search_seconds"):
+        split_at_pauses(short, 16000, max_seconds=1.0, search_seconds=2.0)
+    with pytest.raises(ValueError, match="mono"):
+        split_at_pauses(np.zeros((2, 10), dtype=np.float32), 16000)
 
 
 def test_max_seconds_refuses_long_files(long_wav: Path):

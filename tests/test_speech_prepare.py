@@ -74,8 +74,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def config(root: Path):
-    overrides = smoke_overrides(root) + ["~data.languages", LANGUAGES]
+def config(root: Path, extra: list[str] | tuple[str, ...] = ()):
+    overrides = smoke_overrides(root) + ["~data.languages", LANGUAGES, *extra]
     return get_usecase("speech").config(compose(overrides, usecase="speech"))
 
 
@@ -89,7 +89,7 @@ def test_speech_config_composes():
 
 
 def test_prepare_writes_manifest_quarantine_and_summary(project: Path):
-    cfg = config(project)
+    cfg = config(project, ["data.val_fraction=0"])  # published splits only (no dev carved)
     summary = stages.prepare(cfg)
     out = project / "data/processed/speech"
     assert json.loads((out / "summary.json").read_text(encoding="utf-8")) == summary

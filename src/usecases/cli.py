@@ -147,7 +147,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     uc = get_usecase(args.usecase)
     path = _resolve_model_dir(uc.name, args.model, Path(args.models))
     model, meta, _ = load_model(path)
-    results = uc.predict(model, meta, args.inputs)
+    extra = {}
+    if args.keywords:
+        if uc.name != "speech":
+            raise ValueError("--keywords applies to the speech use case only")
+        extra = {"keywords": [k for k in args.keywords.split(",") if k.strip()]}
+    results = uc.predict(model, meta, args.inputs, **extra)
     failed = 0
     for r in results:
         if "error" in r:
@@ -159,6 +164,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(json.dumps(r, ensure_ascii=False))
         else:
             print(uc.describe(r))
+    return 1 if failed else 0
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    """Transcripts with timed segments (long recordings are cut at pauses)."""
+    from usecases.core.registry import get_usecase
+    from usecases.core.stages import load_model
+
+    uc = get_usecase(args.usecase)
+    if uc.name != "speech":
+        raise ValueError(f"zoo transcribe works on speech models, not {uc.name!r}")
+    model, meta, _ = load_model(_resolve_model_dir(uc.name, args.model, Path(args.models)))
+    failed = 0
+    for r in uc.predict(model, meta, args.inputs):
+        if "error" in r:
+            failed += 1
+            print(f"error: {r['error']}", file=sys.stderr)
+            if not args.json:
+                continue
+        if args.json:
+            print(json.dumps(r, ensure_ascii=False))
+            continue
+        flags = f" [{', '.join(r['flags'])}]" if r["flags"] else ""
+        print(f"{r['input']} ({r['seconds']:.2f} s){flags}")
+        for s in r["segments"]:
+            print(f"  [{s['start']:8.2f} - {s['end']:8.2f}] {s['text']}")
     return 1 if failed else 0
 
 
@@ -312,7 +343,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pd.add_argument("--models", default="models", help="zoo root folder")
     pd.add_argument("--json", action="store_true", help="one JSON object per line")
+    pd.add_argument("--keywords", help="speech: comma-separated words to spot (with their times)")
     pd.set_defaults(fn=cmd_predict)
+    ts = sub.add_parser(
+        "transcribe",
+        help="speech: transcribe audio files, long ones in pieces with timestamps",
+        description="Transcribe WAV/FLAC/OGG(/MP3) files of any rate and channel count; files "
+        "longer than the release's chunk length are cut at pauses and timed piece by piece.",
+    )
+    ts.add_argument("usecase", help="speech")
+    ts.add_argument("inputs", nargs="+", metavar="FILE")
+    ts.add_argument("--model", help="release name or folder (default: the first speech run)")
+    ts.add_argument("--models", default="models", help="zoo root folder")
+    ts.add_argument("--json", action="store_true", help="one JSON object per line")
+    ts.set_defaults(fn=cmd_transcribe)
     tr = sub.add_parser(
         "translate",
         help="translate sentences or a file (one sentence per line, streamed)",

@@ -147,30 +147,6 @@ def quality_flags(wave: np.ndarray, sample_rate: int, native_rate: int | None = 
     return flags
 
 
-def chunks(
-    wave: np.ndarray, sample_rate: int, seconds: float = 20.0, overlap: float = 1.0
-) -> list[tuple[float, float, np.ndarray]]:
-    """(start_s, end_s, samples) windows of `seconds`, each overlapping the previous one by
-    `overlap`, covering the whole wave; the last may be shorter. The samples are views into
-    `wave`, so a two-hour file costs no copy."""
-    if seconds <= 0 or not 0 <= overlap < seconds:
-        raise ValueError(f"need seconds > 0 and 0 <= overlap < seconds, got {seconds}, {overlap}")
-    wave = np.asarray(wave)
-    if wave.ndim != 1:
-        raise ValueError(f"need a mono wave (1-D), got shape {wave.shape}")
-    size = max(1, round(seconds * sample_rate))
-    step = max(1, size - round(overlap * sample_rate))
-    out: list[tuple[float, float, np.ndarray]] = []
-    start = 0
-    while start < wave.size:
-        end = min(start + size, wave.size)
-        out.append((start / sample_rate, end / sample_rate, wave[start:end]))
-        if end == wave.size:
-            break
-        start += step
-    return out
-
-
 def read_many(
     paths: Iterable[str | Path], sample_rate: int = 16000, max_seconds: float | None = None
 ) -> list[dict]:
@@ -185,4 +161,44 @@ def read_many(
             continue
         flags = quality_flags(wave, sample_rate, native_rate=int(info.samplerate))
         out.append({"path": str(p), "wave": wave, "sample_rate": sample_rate, "flags": flags})
+    return out
+
+
+def split_at_pauses(
+    wave: np.ndarray,
+    sample_rate: int,
+    max_seconds: float = 20.0,
+    search_seconds: float | None = None,
+) -> list[tuple[float, float, np.ndarray]]:
+    """(start_s, end_s, samples) pieces of at most `max_seconds` covering the wave without
+    overlap, each cut at the quietest 25 ms frame of the last `search_seconds` (default: a
+    quarter of the piece, at most 4 s) before the limit, so that a long recording is
+    transcribed piece by piece without cutting words where a pause allows. The samples are
+    views into `wave`."""
+    if search_seconds is None:
+        search_seconds = min(4.0, max_seconds / 4)
+    if max_seconds <= 0 or not 0 < search_seconds <= max_seconds:
+        raise ValueError(
+            f"need 0 < search_seconds <= max_seconds, got {search_seconds}, {max_seconds}"
+        )
+    wave = np.asarray(wave)
+    if wave.ndim != 1:
+        raise ValueError(f"need a mono wave (1-D), got shape {wave.shape}")
+    size = max(1, round(max_seconds * sample_rate))
+    frame = max(1, round(0.025 * sample_rate))
+    out: list[tuple[float, float, np.ndarray]] = []
+    start = 0
+    while start < wave.size:
+        end = start + size
+        if end >= wave.size:
+            end = wave.size
+        else:
+            lo = max(start + frame, end - round(search_seconds * sample_rate))
+            region = wave[lo:end]
+            n = region.size // frame
+            if n > 0:
+                energy = np.square(region[: n * frame].reshape(n, frame), dtype=np.float64)
+                end = lo + int(np.argmin(energy.sum(axis=1))) * frame + frame // 2
+        out.append((start / sample_rate, end / sample_rate, wave[start:end]))
+        start = end
     return out
