@@ -135,7 +135,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     from .conftest import REPO
 
     root = tmp_path_factory.mktemp("speech")
-    write_corpora(root / "data/raw/speech")
+    write_corpora(root / "data/raw/speech", seconds=2.0)  # long enough to align
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         mp.setenv("ZOO_CONFIG_DIR", str(REPO / "configs"))
@@ -241,3 +241,28 @@ def test_transcribe_and_predict_bad_and_odd_inputs(trained):
         "predict", "speech", str(d / "phone.wav"), "--model", model, "--keywords", "ωμέγα", cwd=root
     )
     assert r.returncode != 0 and "not in this model's alphabet" in r.stderr
+
+
+def test_wav2vec2_checkpoint_through_the_pipeline(trained):
+    """The pretrained path end to end: a tiny random Wav2Vec2 checkpoint saved by the test is
+    fine-tuned with the corpus's characters, evaluated and used by `zoo transcribe`."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    from .test_speech_hf import TINY, VARIANTS
+
+    root, _ = trained
+    torch.manual_seed(0)
+    ckpt = root / "w2v-tiny"
+    Wav2Vec2ForCTC(Wav2Vec2Config(**TINY, **VARIANTS["layer"])).save_pretrained(ckpt)
+    cfg = config(root, ["model=wav2vec2_ctc", f"model.weights={ckpt}", "trainer.max_steps=2"])
+    assert cfg.name == "wav2vec2_ctc_hau"
+    stages.train(cfg)
+    out = stages.model_dir(cfg)
+    meta = read_metadata(out / stages.WEIGHTS)
+    assert meta["input"] == "wave" and meta["labels"][0] == ""
+    metrics = stages.evaluate(cfg)
+    assert metrics["n"] == 2 and metrics["cer"] >= 0
+    wav = root / "data/raw/speech/audio/test/ha_3.flac"
+    r = _zoo("transcribe", "speech", str(wav), "--model", str(out), "--json", cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["seconds"] == 2.0

@@ -48,10 +48,10 @@ def write_tsv(path: Path, columns: list[str], rows: list[list[str]]) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def write_corpora(raw: Path) -> None:
+def write_corpora(raw: Path, seconds: float = 0.5) -> None:
     """data/raw/speech as the two archives and TSVs unpack into it, with one empty file."""
-    for p, *_ in HAU + YOR:
-        sine(raw / p)
+    for i, (p, *_) in enumerate(HAU + YOR):
+        sine(raw / p, seconds, freq=220.0 + 40 * i)
     (raw / BROKEN).write_bytes(b"")
     hau = [[p, t, s, split, "0.500"] for p, t, s, split in HAU]
     hau.append([BROKEN, "Wannan fayil ya lalace.", "hau_F1", "train", "1.000"])

@@ -33,7 +33,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pad_sequence
-from torch.utils.data import DataLoader
 
 from usecases.core.config import Config, DataConfig
 from usecases.core.data import MANIFEST, QUARANTINE, SUMMARY, DataError, Rejected, write_quarantine
@@ -61,8 +60,8 @@ from usecases.speech.decode import (
     spot_keywords,
 )
 from usecases.speech.features import LogMel
+from usecases.speech.models import CRNN
 from usecases.speech.text import BLANK, CharVocab, error_rates, normalise, utterance_cer
-from usecases.translation.batching import TokenBatchSampler
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +69,7 @@ LANGUAGE_NAMES = {"hau": "Hausa", "yor": "Yoruba"}
 # Keyword score: mean per character of (aligned label - best label) log posterior; 0 = the
 # greedy transcript contains the word. Used when dev gives nothing to set the threshold on.
 DEFAULT_KEYWORD_THRESHOLD = -1.0
+CRNN_SUBSAMPLING = CRNN.subsampling
 
 MANIFEST_COLUMNS = [
     "language",
@@ -86,13 +86,13 @@ MANIFEST_COLUMNS = [
 
 @dataclass
 class SpeechDataConfig(DataConfig):
+    # language code -> {name, licence, citation}: what a release's model card cites
+    corpora: dict = field(default_factory=dict)
     # language code -> {"manifest": TSV file in the raw folder, "split_by": speaker | session}
     languages: dict = field(default_factory=dict)
     language: str = "hau"  # the language a run trains and is scored on
     sample_rate: int = 16000
     max_seconds: float = 60.0
-    # Training: batches of about this many padded feature frames (10 ms each).
-    frames_per_batch: int = 12000
     speeds: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
     warp: list[float] = field(default_factory=lambda: [0.85, 1.15])  # mel-axis stretch range
     freq_masks: int = 2
@@ -339,31 +339,30 @@ class Speech(UseCase):
         return out
 
     def datasets(self, cfg: Config, meta: dict[str, Any]):
+        """Train = every utterance at every `data.speeds` factor (Kaldi-style 3-way speed
+        perturbation: an epoch is one pass over all copies); dev = speed 1 only."""
         d = _d(cfg)
         train = self._examples(cfg, meta, self.utterances(cfg, "train"), d.speeds or [1.0])
         val = self._examples(cfg, meta, self.utterances(cfg, "dev"), [1.0])
+        if meta.get("input", "logmel") == "logmel":
+            # CTC needs a frame per character plus one between repeats: an utterance too
+            # short for its transcript has no alignment and would teach nothing.
+            kept = [e for e in train if _alignable(e)]
+            if len(kept) < len(train):
+                log.warning(
+                    "%d of %d training examples are too short for their transcript "
+                    "(fewer %d ms frames than CTC needs); left out",
+                    len(train) - len(kept),
+                    len(train),
+                    round(1000 * features.seconds_per_frame(CRNN_SUBSAMPLING)),
+                )
+            if not kept:
+                raise DataError("no training utterance is long enough for its transcript")
+            train = kept
         return train, val
 
     def collate_fn(self, cfg: Config):
         return collate_utterances
-
-    def build_loaders(self, cfg: Config, meta: dict[str, Any]):
-        d = _d(cfg)
-        if cfg.trainer.strategy != "single":
-            raise DataError("speech batches by frames in one process; use trainer.strategy=single")
-        train, val = self.datasets(cfg, meta)
-        copies = max(1, len(d.speeds))
-        # Every speed copy of every utterance is a candidate; an epoch is as many batches as
-        # one pass over the utterances needs, so each utterance is seen about once per epoch
-        # at a random speed.
-        sampler = TokenBatchSampler(
-            [(len(e["x"]), 0) for e in train], d.frames_per_batch, cfg.seed, 0
-        )
-        sampler.per_epoch = max(1, sampler.pass_len // copies)
-        loader = DataLoader(train, batch_sampler=sampler, collate_fn=collate_utterances)
-        val_sampler = TokenBatchSampler([(len(e["x"]), 0) for e in val], d.frames_per_batch, 0, 0)
-        val_loader = DataLoader(val, batch_sampler=val_sampler, collate_fn=collate_utterances)
-        return loader, val_loader
 
     def train_batch_transform(self, cfg: Config, meta: dict[str, Any]):
         if meta.get("input", "logmel") != "logmel":
@@ -555,8 +554,11 @@ class Speech(UseCase):
             "decoder": chosen,
             "decoders": test_scores,
             "dev_cer": meta["dev_cer"],
-            "keywords": kw.get("metrics", {}).get("_micro", {}),
-            "keyword_threshold": threshold,
+            "keywords": {
+                **kw.get("metrics", {}).get("_micro", {}),
+                "threshold": threshold,
+                "threshold_from": "dev" if meta.get("dev_keywords") else "default",
+            },
             "language": f"{lang} ({LANGUAGE_NAMES.get(lang, lang)})",
             "lm_perplexity": {
                 "test": round(lm.perplexity([normalise(t) for t in test_refs]), 3),
@@ -565,6 +567,7 @@ class Speech(UseCase):
             "hours": summary["hours"].get(lang, {}),
             "speakers": summary["speakers"].get(lang, {}),
             "eval_limit": d.eval_limit,
+            "limit_per_split": d.limit_per_class,  # smoke runs: utterances kept per split
             "n": len(test_rows),
         }
         # Timings vary run to run: speed.json and the card, never metrics.json.
@@ -596,7 +599,26 @@ class Speech(UseCase):
         }
 
     def card_sections(self, metrics: dict[str, Any]) -> str:
-        lines = ["## Error rates by decoder (test split)", ""]
+        lines = [
+            "## Data",
+            "",
+            f"Language: {metrics.get('language', '')} (ISO 639-3). Hausa: Mozilla Common Voice "
+            "clips selected by AfricanVoices, CC0-1.0; Yoruba: Ogun's Yoruba speech corpus, MIT.",
+            "",
+            "| split | hours | speakers |",
+            "|---|---|---|",
+        ]
+        for split, hours in metrics.get("hours", {}).items():
+            speakers = metrics.get("speakers", {}).get(split, [])
+            lines.append(f"| {split} | {hours} | {len(speakers)} ({', '.join(speakers)}) |")
+        lines += [
+            "",
+            "One or two speakers per language: these error rates describe these voices and "
+            "this recording set-up, not the accuracy to expect on the population.",
+            "",
+            "## Error rates by decoder (test split)",
+            "",
+        ]
         lines.append("| decoder | CER | WER | CER, no tones | WER, no tones | dev CER |")
         lines.append("|---|---|---|---|---|---|")
         for name, s in metrics.get("decoders", {}).items():
@@ -606,14 +628,18 @@ class Speech(UseCase):
                 f"| {s['wer_no_tones']:.3f} | {metrics['dev_cer'][name]:.3f} |"
             )
         k = metrics.get("keywords") or {}
-        if k:
+        if "tp" in k:
+            chosen = (
+                "chosen on dev"
+                if k.get("threshold_from") == "dev"
+                else "the default: dev gave no keyword to tune it on"
+            )
             lines += [
                 "",
                 "## Keyword spotting (test split)",
                 "",
                 f"Precision {_fmt(k.get('precision'))}, recall {_fmt(k.get('recall'))} over "
-                f"the keyword list in keywords.json (threshold {metrics['keyword_threshold']} "
-                "chosen on dev).",
+                f"the keyword list in keywords.json (threshold {k['threshold']}, {chosen}).",
             ]
         speed = getattr(self, "_speed", None)
         if speed:
@@ -692,6 +718,13 @@ class Speech(UseCase):
         for k in result.get("keywords", []):
             line += f"\n  keyword {k['keyword']!r} at {k['start_s']:.2f}-{k['end_s']:.2f} s (score {k['score']:.2f})"
         return line
+
+
+def _alignable(example: dict) -> bool:
+    t = example["targets"]
+    need = len(t) + sum(a == b for a, b in zip(t, t[1:], strict=False))
+    frames = int(features.subsampled(torch.tensor(len(example["x"]))))  # the two stride-2 convs
+    return frames >= need
 
 
 def _fmt(x: float | None) -> str:
