@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export DVC_NO_ANALYTICS ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help system install data repro full full-mt test lint format bench lab clean
+.PHONY: help system install data repro full full-mt full-speech test lint format bench lab clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,14 @@ full-mt: data  ## translation `full` preset: ~6,000 updates, beam 4 (about 2 h o
 	$(BIN)/zoo evaluate translation experiment=mt_full $(MT_FULL_ARGS)
 	$(BIN)/zoo report translation experiment=mt_full $(MT_FULL_ARGS)
 
+full-speech: data  ## speech `full` preset: crnn_large, 20 epochs, per language (about 2 h each on 2 CPU cores)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro prepare@speech
+	for lang in hau yor; do \
+	  $(BIN)/zoo train speech experiment=speech_full data.language=$$lang && \
+	  $(BIN)/zoo evaluate speech experiment=speech_full data.language=$$lang && \
+	  $(BIN)/zoo report speech experiment=speech_full data.language=$$lang || exit 1; \
+	done
+
 test: install  ## install and run the test suite
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -q
 
@@ -59,6 +67,7 @@ format: install  ## apply ruff fixes and formatting
 bench: install  ## run the benchmarks (prints tables)
 	$(BIN)/python benchmarks/trainer_throughput.py
 	$(BIN)/python benchmarks/latency.py
+	$(BIN)/python benchmarks/speech_rtf.py
 
 lab: install  ## start JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks
