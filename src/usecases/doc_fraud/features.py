@@ -82,6 +82,27 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 
 
+# Features that only grow with evidence of tampering (rules broken, values unread or unknown,
+# departures of a value's glyphs from the page's others): the fields head may weigh them
+# positively or not at all (`heads.fit_logistic(nonneg=...)`), so that an edit of a kind not
+# seen in training that raises one of them can only raise the score.
+SUSPICION_FEATURES: tuple[str, ...] = tuple(
+    n
+    for n in FEATURE_NAMES
+    if n.startswith(("rule_", "height_z_", "width_z_", "baseline_", "glyph_"))
+    or n
+    in (
+        "rules_failed",
+        "fields_missing",
+        "fields_invalid",
+        "places_unknown",
+        "no_text",
+        "stroke_z_max",
+        "xratio_z_max",
+    )
+)
+
+
 _GAZETTEERS: dict[str, dict[str, tuple[str, ...]]] = {}
 
 
@@ -241,10 +262,12 @@ def features(result: OcrResult) -> dict[str, float]:
         vals = _measure(geo, key, DIGIT_FIELDS)
         out[f"{key}_max"] = min(_max_abs(vals) / unit, Z_CAP) if unit > 0 else 0.0
     out["glyph_grey_max"] = _max_abs(_measure(geo, "glyph_grey", DIGIT_FIELDS)) / 255
+    # Absolute departures: a retyped value may be set larger or smaller, higher or lower, and
+    # a sign learned from the kinds of edit seen in training would not carry to another kind.
     for f in RETYPED_FIELDS:
-        out[f"height_z_{f}"] = height_z.get(f, 0.0)
-        out[f"width_z_{f}"] = width_z.get(f, 0.0)
-        out[f"baseline_{f}"] = float(np.clip(baseline.get(f, 0.0), -Z_CAP, Z_CAP))
+        out[f"height_z_{f}"] = abs(height_z.get(f, 0.0))
+        out[f"width_z_{f}"] = abs(width_z.get(f, 0.0))
+        out[f"baseline_{f}"] = min(abs(baseline.get(f, 0.0)), Z_CAP)
     for f in DIGIT_FIELDS:
         g = geo.get(f, {})
         if unit > 0 and g.get("glyph_bottom") is not None:

@@ -15,9 +15,19 @@ import numpy as np
 
 
 def fit_logistic(
-    x: np.ndarray, y: np.ndarray, names: Sequence[str], c: float = 1.0
+    x: np.ndarray,
+    y: np.ndarray,
+    names: Sequence[str],
+    c: float = 1.0,
+    nonneg: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Standardise, fit a class-balanced L2 logistic regression; return it as JSON-able numbers."""
+    """Standardise, fit a class-balanced L2 logistic regression; return it as JSON-able numbers.
+
+    Features named in `nonneg` are suspicion measures (higher = more anomalous): a negative
+    weight on one would only say that the forgery kinds seen in training happen to leave it
+    low, and would turn an unseen kind that raises it into a lower score. Such features are
+    dropped (weight 0) and the model refitted until none of them weighs negatively.
+    """
     from sklearn.linear_model import LogisticRegression
 
     x = np.asarray(x, dtype=np.float64)
@@ -26,17 +36,33 @@ def fit_logistic(
         raise ValueError(f"features: expected [n, {len(names)}], got {x.shape}")
     if len(set(y.tolist())) < 2:
         raise ValueError("fit_logistic: the training rows hold a single class")
+    unknown = sorted(set(nonneg) - set(names))
+    if unknown:
+        raise KeyError(f"fit_logistic: nonneg names {unknown} are not features")
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale < 1e-9] = 1.0  # constant features: leave them at 0 after centring
-    clf = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
-    clf.fit((x - mean) / scale, y)
+    z = (x - mean) / scale
+    constrained = np.array([n in set(nonneg) for n in names])
+    active = np.ones(len(names), dtype=bool)
+    coef = np.zeros(len(names))
+    intercept = 0.0
+    for _ in range(len(names) + 1):
+        clf = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+        clf.fit(z[:, active], y)
+        coef[:] = 0.0
+        coef[active] = clf.coef_[0]
+        intercept = float(clf.intercept_[0])
+        wrong = constrained & active & (coef < 0)
+        if not wrong.any() or active.sum() - wrong.sum() < 1:
+            break
+        active &= ~wrong
     return {
         "names": list(names),
         "mean": [round(float(v), 8) for v in mean],
         "scale": [round(float(v), 8) for v in scale],
-        "coef": [round(float(v), 8) for v in clf.coef_[0]],
-        "intercept": round(float(clf.intercept_[0]), 8),
+        "coef": [round(float(v), 8) for v in coef],
+        "intercept": round(intercept, 8),
     }
 
 

@@ -3,7 +3,10 @@
 Two detectors and their fusion, all in one release:
 1. pixels: `doc_tilecnn` scores page tiles (heat map; page score = its aggregate);
 2. fields: Tesseract reads the fields (in `prepare`, once per document), rule checks and OCR
-   confidence/geometry plus page ink statistics feed a logistic regression (fitted on train);
+   confidence/geometry plus page ink statistics and pixel forensics around the values read
+   (`forensics`: noise level, JPEG block grids) feed a logistic regression (fitted on train,
+   its suspicion features held to non-negative weights so that an unseen kind of edit that
+   raises one cannot lower the score);
 3. fusion: a logistic regression over both detectors' log-odds, fitted on validation, with the
    operating threshold set on validation at `data.max_fpr` false positives.
 A score only triggers a human inspection; it is never a decision.
@@ -48,10 +51,14 @@ from usecases.core.task import UseCase
 from usecases.doc_fraud import heads
 from usecases.doc_fraud import models as _models  # noqa: F401  (registers the models)
 from usecases.doc_fraud.data import DOCUMENTS, Document, read_collection, read_documents
+from usecases.doc_fraud.features import SUSPICION_FEATURES as _FIELD_SUSPICION
+from usecases.doc_fraud.forensics import FORENSIC_SUSPICION
 
 log = logging.getLogger(__name__)
 
 OCR_FILE = "ocr.jsonl"
+# Fields-head inputs that may only weigh positively (see heads.fit_logistic).
+SUSPICION_FEATURES = (*_FIELD_SUSPICION, *FORENSIC_SUSPICION)
 GENERATOR_FILE = "GENERATOR.json"
 
 
@@ -295,10 +302,16 @@ class DocFraud(UseCase):
 
     # -- the two detectors and their fusion ---------------------------------------------------
     def _page_scores(
-        self, cfg: Config, model: nn.Module, meta: dict[str, Any], docs: list[Document]
+        self,
+        cfg: Config,
+        model: nn.Module,
+        meta: dict[str, Any],
+        docs: list[Document],
+        ocr: dict[str, Any],
     ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-        """(image log-odds [n], heat maps, ink features [n, k]) for documents of the corpus."""
-        from usecases.doc_fraud.tiles import INK_FEATURE_NAMES, ink_features, score_page
+        """(image log-odds [n], heat maps, pixel features [n, k]) for documents of the corpus."""
+        from usecases.doc_fraud.forensics import PIXEL_FEATURE_NAMES, pixel_features
+        from usecases.doc_fraud.tiles import score_page
 
         raw = self.raw_dir(cfg)
         logits, heats, inks = [], [], []
@@ -310,19 +323,19 @@ class DocFraud(UseCase):
             )
             logits.append(heads.prob_to_logit(score))
             heats.append(heat)
-            ink = ink_features(image)
-            inks.append([ink[n] for n in INK_FEATURE_NAMES])
+            ink = pixel_features(image, ocr.get(x.path))
+            inks.append([ink[n] for n in PIXEL_FEATURE_NAMES])
         return np.array(logits), heats, np.array(inks, dtype=np.float64)
 
     def _field_features(self, docs: list[Document], ocr: dict[str, Any], inks: np.ndarray):
+        from usecases.doc_fraud.forensics import PIXEL_FEATURE_NAMES
         from usecases.doc_fraud.ocr import FEATURE_NAMES, features
-        from usecases.doc_fraud.tiles import INK_FEATURE_NAMES
 
         rows = [
             [*(features(ocr[x.path])[n] for n in FEATURE_NAMES), *ink]
             for x, ink in zip(docs, inks.tolist(), strict=True)
         ]
-        return np.array(rows, dtype=np.float64), [*FEATURE_NAMES, *INK_FEATURE_NAMES]
+        return np.array(rows, dtype=np.float64), [*FEATURE_NAMES, *PIXEL_FEATURE_NAMES]
 
     def fit_heads(self, cfg: Config, model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
         """Fields head on train, fusion and threshold on validation; stored in the weights."""
@@ -330,11 +343,14 @@ class DocFraud(UseCase):
         ocr = self.ocr_results(cfg)
         train, val = self.documents(cfg, "train"), self.documents(cfg, "val")
         with torch.inference_mode():
-            ink_train = _inks(self.raw_dir(cfg), train)  # the CNN's train scores would be biased
-            img_val, _, ink_val = self._page_scores(cfg, model, meta, val)
+            # The CNN's train scores would be biased: only pixel features on train.
+            ink_train = _inks(self.raw_dir(cfg), train, ocr)
+            img_val, _, ink_val = self._page_scores(cfg, model, meta, val, ocr)
         x_train, names = self._field_features(train, ocr, ink_train)
         y_train = np.array([x.label == "forged" for x in train], dtype=int)
-        fields_head = heads.fit_logistic(x_train, y_train, names)
+        fields_head = heads.fit_logistic(
+            x_train, y_train, names, nonneg=[n for n in names if n in SUSPICION_FEATURES]
+        )
         x_val, _ = self._field_features(val, ocr, ink_val)
         fields_val = heads.logit(fields_head, x_val)
         y_val = np.array([x.label == "forged" for x in val], dtype=int)
@@ -361,7 +377,7 @@ class DocFraud(UseCase):
 
         test = self.documents(cfg, "test")
         ocr = self.ocr_results(cfg)
-        img, heats, inks = self._page_scores(cfg, model, meta, test)
+        img, heats, inks = self._page_scores(cfg, model, meta, test, ocr)
         x, _ = self._field_features(test, ocr, inks)
         h = meta["heads"]
         fields_logit = heads.logit(h["fields"], x)
@@ -481,6 +497,7 @@ split (a difference between groups would reveal a bias; groups are small):
     def predict(
         self, model: nn.Module, meta: dict[str, Any], inputs: list[str]
     ) -> list[dict[str, Any]]:
+        from usecases.doc_fraud.forensics import PIXEL_FEATURE_NAMES, pixel_features
         from usecases.doc_fraud.ocr import (
             FEATURE_NAMES,
             failed_rules,
@@ -488,7 +505,7 @@ split (a difference between groups would reveal a bias; groups are small):
             load_page,
             read_document,
         )
-        from usecases.doc_fraud.tiles import INK_FEATURE_NAMES, ink_features, score_page
+        from usecases.doc_fraud.tiles import score_page
 
         h = meta["heads"]
         model.eval()
@@ -504,9 +521,9 @@ split (a difference between groups would reveal a bias; groups are small):
             prob, heat = score_page(
                 model, image, meta["image_size"], meta["stride"], meta["mean"], meta["std"]
             )
-            ink = ink_features(image)
+            ink = pixel_features(image, result)
             feats = features(result)
-            row = [*(feats[n] for n in FEATURE_NAMES), *(ink[n] for n in INK_FEATURE_NAMES)]
+            row = [*(feats[n] for n in FEATURE_NAMES), *(ink[n] for n in PIXEL_FEATURE_NAMES)]
             fields_logit = float(heads.logit(h["fields"], np.array([row]))[0])
             img_logit = heads.prob_to_logit(prob)
             fused = float(heads.logit(h["fusion"], np.array([[img_logit, fields_logit]]))[0])
@@ -543,13 +560,13 @@ split (a difference between groups would reveal a bias; groups are small):
         return out
 
 
-def _inks(raw: Path, docs: list[Document]) -> np.ndarray:
-    from usecases.doc_fraud.tiles import INK_FEATURE_NAMES, ink_features
+def _inks(raw: Path, docs: list[Document], ocr: dict[str, Any]) -> np.ndarray:
+    from usecases.doc_fraud.forensics import PIXEL_FEATURE_NAMES, pixel_features
 
     rows = []
     for x in docs:
-        ink = ink_features(load_rgb(raw / x.path))
-        rows.append([ink[n] for n in INK_FEATURE_NAMES])
+        ink = pixel_features(load_rgb(raw / x.path), ocr.get(x.path))
+        rows.append([ink[n] for n in PIXEL_FEATURE_NAMES])
     return np.array(rows, dtype=np.float64)
 
 

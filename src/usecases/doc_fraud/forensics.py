@@ -1,0 +1,222 @@
+"""Pixel forensics of a page for the fields head: local noise level and JPEG block grids.
+
+A scan carries sensor noise of one level over the whole sheet, and its JPEG's 8x8 blocks sit on
+one grid anchored at the image's corner. A region that was cut out, compressed again at a lower
+quality and pasted back loses most of that noise (quantisation removes the fine detail) and
+carries block edges on a grid of its own. Both show only relative to the rest of the same page,
+so every measure is a ratio to the page's own typical value:
+
+- `noise_*`: standard deviation of a fixed high-pass residual (the pixel minus the mean of its
+  3x3 neighbourhood, an SRM-style filter) over paper pixels (ink and its surroundings left out),
+  per block of the page and per value box read by the OCR; summarised as the page's level and
+  how far the quietest region falls below it (minus the log of the ratio, 0 when none does);
+- `grid_*`: within each value box, the strength of grey-level steps on each of the 8x8 column
+  and row phases; a step pattern on a phase other than the page grid's (the one a recompressed
+  paste brings), relative to the box's mean step, summarised over the page's values.
+
+Every feature is "higher = more suspicious" and 0 when there is nothing to measure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+FORENSIC_FEATURE_NAMES: tuple[str, ...] = (
+    "noise_page",  # the page's residual level (grey levels)
+    "noise_block_dev",  # largest |log(3x3-block neighbourhood / page level)|
+    "noise_block_odd_frac",  # fraction of blocks off the page level by more than a factor 1.6
+    "noise_field_dev",  # largest |log(value box / median value box)|
+    "noise_field_z",  # how far the most unusual value box sits from the others (robust |z|)
+    "grid_field_max",  # strongest off-grid 8x8 step pattern among the value boxes
+)
+BLOCK = 16  # block side (px) of the noise map
+INK_DROP = 40  # grey levels below the paper level that count as ink
+INK_MARGIN = 5  # ink is dilated by this many pixels before measuring paper noise
+MIN_PAPER = 0.5  # a block needs this fraction of paper pixels to be measured
+FIELD_PAD = 8  # value boxes are widened by this many pixels to take in paper around the text
+_EPS = 1e-3
+
+
+def _grey(image: Image.Image | np.ndarray) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("L"), dtype=np.float32)
+    a = np.asarray(image)
+    if a.ndim == 3:
+        a = a[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return a.astype(np.float32)
+
+
+def residual(grey: np.ndarray) -> np.ndarray:
+    """Fixed high-pass residual: pixel minus the mean of its 8 neighbours."""
+    s = ndimage.uniform_filter(grey, size=3, mode="reflect") * 9.0
+    return grey - (s - grey) / 8.0
+
+
+def paper_mask(grey: np.ndarray) -> np.ndarray:
+    """Pixels of bare paper: well above the ink level and away from any ink."""
+    paper_level = float(np.median(grey))
+    ink = grey < paper_level - INK_DROP
+    near = ndimage.binary_dilation(ink, iterations=INK_MARGIN) if ink.any() else ink
+    # The page's own border (filled white by a rotation) has no noise: leave saturated pixels out.
+    return ~near & (grey < 254.5)
+
+
+def _block_std(res: np.ndarray, paper: np.ndarray, block: int) -> np.ndarray:
+    """Residual standard deviation over paper pixels per block (nan where too little paper)."""
+    h, w = res.shape
+    hb, wb = h // block, w // block
+    r = np.abs(res[: hb * block, : wb * block]).reshape(hb, block, wb, block)
+    p = paper[: hb * block, : wb * block].reshape(hb, block, wb, block)
+    n = p.sum(axis=(1, 3)).astype(np.float64)
+    s1 = (r * p).sum(axis=(1, 3), dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        level = s1 / n
+    level[n < MIN_PAPER * block * block] = np.nan
+    return level
+
+
+def _region_std(res: np.ndarray, paper: np.ndarray, box: Sequence[int]) -> float | None:
+    h, w = res.shape
+    x0, y0 = max(0, int(box[0]) - FIELD_PAD), max(0, int(box[1]) - FIELD_PAD)
+    x1, y1 = min(w, int(box[2]) + FIELD_PAD), min(h, int(box[3]) + FIELD_PAD)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    sel = paper[y0:y1, x0:x1]
+    if sel.sum() < 100:
+        return None
+    return float(np.abs(res[y0:y1, x0:x1][sel]).mean())
+
+
+def grid_strength(grey: np.ndarray, box: Sequence[int]) -> float | None:
+    """Off-grid blockiness of a region: for columns and rows, the mean absolute grey step
+    between neighbours on each of the 8 phases (position mod 8); the page's JPEG grid puts
+    its steps on phase 7 (between pixel 7 and 8). Returns the strongest other phase's step over
+    the mean step of all phases, minus 1 (0 = no phase stands out)."""
+    h, w = grey.shape
+    x0, y0 = max(0, int(box[0]) - FIELD_PAD), max(0, int(box[1]) - FIELD_PAD)
+    x1, y1 = min(w, int(box[2]) + FIELD_PAD), min(h, int(box[3]) + FIELD_PAD)
+    if x1 - x0 < 24 or y1 - y0 < 16:
+        return None
+    crop = grey[y0:y1, x0:x1].astype(np.float32)
+    # Second differences: a block edge is a kink in an otherwise smooth paper grey.
+    out = 0.0
+    for axis, start in ((1, x0), (0, y0)):
+        d = np.abs(np.diff(crop, n=2, axis=axis))
+        # Leave ink edges out: they are steps far larger than any block seam.
+        d = np.minimum(d, 12.0)
+        prof = d.mean(axis=1 - axis)  # per column (axis=1) or per row (axis=0)
+        # Second difference at index i centres on pixel start + i + 1.
+        phase = (np.arange(len(prof)) + start + 1) % 8
+        means = np.array([prof[phase == k].mean() if (phase == k).any() else 0.0 for k in range(8)])
+        base = float(means.mean())
+        if base <= _EPS:
+            continue
+        # Phases 7 and 0 flank the page grid's seam.
+        other = [means[k] for k in range(1, 7)]
+        out = max(out, float(max(other)) / base - 1.0)
+    return out
+
+
+def _boxes(geometry: dict, scale: float, rotation: int, size: tuple[int, int]) -> Iterable:
+    """Value boxes in image coordinates (the OCR image may be scaled or turned upside down)."""
+    w, h = size
+    s = scale if scale and scale > 0 else 1.0
+    for g in geometry.values():
+        b = g.get("box") if isinstance(g, dict) else None
+        if not b or len(b) != 4:
+            continue
+        x0, y0, x1, y1 = (float(v) / s for v in b)
+        if rotation == 180:
+            x0, y0, x1, y1 = w - x1, h - y1, w - x0, h - y0
+        yield (x0, y0, x1, y1)
+
+
+def forensic_features(
+    image: Image.Image | np.ndarray,
+    geometry: dict | None = None,
+    scale: float = 1.0,
+    rotation: int = 0,
+) -> dict[str, float]:
+    """`FORENSIC_FEATURE_NAMES` of one page; `geometry` is `OcrResult.geometry` (value boxes),
+    `scale` and `rotation` those of the same reading."""
+    grey = _grey(image)
+    h, w = grey.shape
+    paper = paper_mask(grey)
+    res = residual(grey)
+    # Clip the residual at a few times the page's typical level: ringing next to ink and
+    # stray specks are not noise, and would swamp the level of a small region.
+    typical = float(np.median(np.abs(res[paper]))) if paper.any() else 1.0
+    res = np.clip(res, -4 * typical - 1, 4 * typical + 1)
+    out = dict.fromkeys(FORENSIC_FEATURE_NAMES, 0.0)
+    blocks = _block_std(res, paper, BLOCK)
+    valid = np.isfinite(blocks)
+    if valid.sum() >= 9:
+        level = float(np.median(blocks[valid]))
+        out["noise_page"] = level
+        if level > _EPS:
+            filled = np.where(valid, blocks, 0.0)
+            n = ndimage.uniform_filter(valid.astype(np.float64), size=3, mode="constant")
+            m = ndimage.uniform_filter(filled, size=3, mode="constant")
+            with np.errstate(invalid="ignore", divide="ignore"):
+                smooth = m / n
+            ok = n >= 5 / 9  # at least 5 measured blocks in the neighbourhood
+            if ok.any():
+                logs = np.log(np.maximum(smooth[ok], _EPS) / level)
+                out["noise_block_dev"] = float(np.abs(logs).max())
+            lb = np.abs(np.log(np.maximum(blocks[valid], _EPS) / level))
+            out["noise_block_odd_frac"] = float((lb > math.log(1.6)).mean())
+    boxes = list(_boxes(geometry or {}, scale, rotation, (w, h)))
+    stds = [s for b in boxes if (s := _region_std(res, paper, b)) is not None]
+    if len(stds) >= 3:
+        arr = np.array(stds)
+        med = float(np.median(arr))
+        if med > _EPS:
+            logs = np.log(np.maximum(arr, _EPS) / med)
+            out["noise_field_dev"] = float(np.abs(logs).max())
+            spread = max(1.4826 * float(np.median(np.abs(logs))), 0.05)
+            out["noise_field_z"] = float(min(float(np.abs(logs).max()) / spread, 20.0))
+    grids = [g for b in boxes if (g := grid_strength(grey, b)) is not None]
+    if grids:
+        out["grid_field_max"] = float(max(grids))
+    return {k: float(v) if math.isfinite(v) else 0.0 for k, v in out.items()}
+
+
+# Forensic features that only grow with evidence of tampering (see `heads.fit_logistic`).
+FORENSIC_SUSPICION: tuple[str, ...] = tuple(n for n in FORENSIC_FEATURE_NAMES if n != "noise_page")
+
+
+def _reading(result: Any) -> tuple[dict, float, int]:
+    """(geometry, scale, rotation) of an `OcrResult`, or of its JSON form, or of nothing."""
+    if result is None:
+        return {}, 1.0, 0
+    if isinstance(result, dict):
+        return result.get("geometry") or {}, result.get("scale", 1.0), result.get("rotation", 0)
+    return result.geometry or {}, result.scale, result.rotation
+
+
+def pixel_features(image: Image.Image | np.ndarray, result: Any = None) -> dict[str, float]:
+    """`PIXEL_FEATURE_NAMES` of a page: its coloured-ink statistics (`tiles.ink_features`) and
+    forensics around the value boxes of `result` (an `OcrResult` of the page, or None)."""
+    from usecases.doc_fraud.tiles import ink_features
+
+    geometry, scale, rotation = _reading(result)
+    array = np.asarray(image.convert("RGB")) if isinstance(image, Image.Image) else image
+    return {
+        **ink_features(array),
+        **forensic_features(array, geometry, scale=scale, rotation=rotation),
+    }
+
+
+def _pixel_names() -> tuple[str, ...]:
+    from usecases.doc_fraud.tiles import INK_FEATURE_NAMES
+
+    return (*INK_FEATURE_NAMES, *FORENSIC_FEATURE_NAMES)
+
+
+PIXEL_FEATURE_NAMES: tuple[str, ...] = _pixel_names()

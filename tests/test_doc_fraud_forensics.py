@@ -1,0 +1,104 @@
+"""Pixel forensics (noise level, block grids) and the sign-constrained fields head."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from usecases.doc_fraud import heads
+from usecases.doc_fraud.features import FEATURE_NAMES, SUSPICION_FEATURES
+from usecases.doc_fraud.forensics import (
+    FORENSIC_FEATURE_NAMES,
+    FORENSIC_SUSPICION,
+    PIXEL_FEATURE_NAMES,
+    forensic_features,
+    paper_mask,
+    pixel_features,
+    residual,
+)
+from usecases.doc_fraud.tiles import INK_FEATURE_NAMES
+
+
+@pytest.fixture(scope="module")
+def page():
+    """An authentic generated page, its value boxes as an OCR geometry, and the record."""
+    from usecases.doc_fraud.synth.corpus import DocSpec, render_document
+    from usecases.doc_fraud.synth.scan import decode_jpeg
+
+    doc = render_document(DocSpec(5, "benin", "double_jpeg"), seed=3, forgery=False)
+    image = decode_jpeg(doc.jpeg)
+    geometry = {f: {"box": list(b)} for f, b in doc.record["boxes"].items()}
+    return image, geometry, doc.record
+
+
+def _recompress(image: np.ndarray, box, quality: int) -> np.ndarray:
+    from usecases.doc_fraud.synth.scan import decode_jpeg, encode_jpeg
+
+    x0, y0, x1, y1 = box
+    out = image.copy()
+    out[y0:y1, x0:x1] = decode_jpeg(encode_jpeg(image[y0:y1, x0:x1], quality))
+    return out
+
+
+def test_residual_and_paper_mask():
+    flat = np.full((40, 40), 200.0, dtype=np.float32)
+    assert np.abs(residual(flat)).max() < 1e-4
+    grey = flat.copy()
+    grey[18:22, 5:35] = 20.0  # a stroke of ink
+    paper = paper_mask(grey)
+    assert not paper[18:22, 5:35].any()
+    assert not paper[16, 10]  # ink surroundings are not paper either
+    assert paper[2, 2]
+
+
+def test_double_jpeg_region_stands_out(page):
+    image, geometry, record = page
+    clean = forensic_features(image, geometry)
+    assert tuple(clean) == FORENSIC_FEATURE_NAMES
+    assert all(np.isfinite(v) for v in clean.values())
+    # One value's surroundings compressed again at a low quality, off the page's 8x8 grid.
+    x0, y0, x1, y1 = record["boxes"]["father"]
+    forged = forensic_features(
+        _recompress(image, (x0 - 21, y0 - 11, x1 + 19, y1 + 13), 45), geometry
+    )
+    assert forged["noise_field_dev"] > clean["noise_field_dev"] + 0.1
+    assert forged["noise_field_z"] > clean["noise_field_z"]
+
+
+def test_forensics_without_a_reading_and_upside_down(page):
+    image, geometry, _ = page
+    alone = forensic_features(image)
+    assert alone["noise_field_dev"] == 0.0 and alone["grid_field_max"] == 0.0
+    assert alone["noise_page"] > 0
+    # Boxes of a reading of the page turned upside down map back onto the same values.
+    h, w = image.shape[:2]
+    flipped = {
+        f: {"box": [w - g["box"][2], h - g["box"][3], w - g["box"][0], h - g["box"][1]]}
+        for f, g in geometry.items()
+    }
+    up = forensic_features(image, geometry)
+    down = forensic_features(image, flipped, rotation=180)
+    assert down["noise_field_dev"] == pytest.approx(up["noise_field_dev"])
+
+
+def test_pixel_features_join_ink_and_forensics(page):
+    image, geometry, _ = page
+    feats = pixel_features(image, {"geometry": geometry, "scale": 1.0, "rotation": 0})
+    assert tuple(feats) == PIXEL_FEATURE_NAMES == (*INK_FEATURE_NAMES, *FORENSIC_FEATURE_NAMES)
+    assert set(FORENSIC_SUSPICION) < set(FORENSIC_FEATURE_NAMES)
+    assert set(SUSPICION_FEATURES) < set(FEATURE_NAMES)
+    assert "confidence_min" not in SUSPICION_FEATURES  # higher confidence is less suspicious
+
+
+def test_fit_logistic_keeps_suspicion_weights_non_negative():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3))
+    y = (x[:, 0] - x[:, 1] > 0).astype(int)  # b weighs negatively
+    free = heads.fit_logistic(x, y, ["a", "b", "c"])
+    assert free["coef"][1] < 0
+    held = heads.fit_logistic(x, y, ["a", "b", "c"], nonneg=["b"])
+    assert held["coef"][1] == 0.0 and held["coef"][0] > 0
+    z = heads.logit(held, x)
+    assert ((z > 0) == y).mean() > 0.6
+    with pytest.raises(KeyError, match="nonneg"):
+        heads.fit_logistic(x, y, ["a", "b", "c"], nonneg=["d"])
