@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -44,6 +46,17 @@ def write_tiny_dataset(root: Path, train: int = 8, test: int = 3) -> Path:
                 seed += 1
                 leaf_image(label, seed).save(d / f"{label}_{i:04d}.jpg", quality=90)
     return root
+
+
+def run_zoo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The `zoo` CLI in a subprocess (as a user runs it), output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "usecases.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def smoke_overrides(tmp: Path) -> list[str]:

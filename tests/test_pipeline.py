@@ -9,17 +9,7 @@ import pytest
 
 from usecases.core import stages
 
-from .conftest import REPO, leaf_image, smoke_overrides
-
-
-def run_zoo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "usecases.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from .conftest import REPO, leaf_image, run_zoo, smoke_overrides
 
 
 @pytest.fixture

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +18,8 @@ from usecases.speech import features
 from usecases.speech.task import collate_utterances, ctc_loss
 from usecases.speech.text import CharVocab, error_rates, normalise, strip_tones, utterance_cer
 
-from .test_speech_prepare import RATE, config, write_corpora
+from .conftest import run_zoo
+from .test_speech_prepare import RATE, config, tiny_trained_project
 
 # ---------------------------------------------------------------- text
 
@@ -132,16 +130,8 @@ def test_collate_and_ctc_loss():
 def trained(tmp_path_factory: pytest.TempPathFactory):
     """A tiny corpus, prepared, and a crnn_tiny trained for a few steps on it (shared by the
     tests below, which only read it, except the reproducibility test that retrains it)."""
-    from .conftest import REPO
-
     root = tmp_path_factory.mktemp("speech")
-    write_corpora(root / "data/raw/speech", seconds=2.0)  # long enough to align
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        mp.setenv("ZOO_CONFIG_DIR", str(REPO / "configs"))
-        cfg = config(root, ["model=crnn_tiny", "data.chunk_seconds=2", "trainer.max_steps=3"])
-        stages.prepare(cfg)
-        stages.train(cfg)
+    with tiny_trained_project(root) as cfg:
         yield root, cfg
 
 
@@ -186,16 +176,6 @@ def test_training_is_reproducible(trained, tmp_path_factory):
     assert (stages.model_dir(cfg) / stages.WEIGHTS).read_bytes() == first
 
 
-def _zoo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "usecases.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_transcribe_and_predict_bad_and_odd_inputs(trained):
     root, cfg = trained
     d = root / "inputs"
@@ -210,7 +190,7 @@ def test_transcribe_and_predict_bad_and_odd_inputs(trained):
     (d / "corrupt.wav").write_bytes(good[:20] + b"\x00" * 30)
     files = ["phone.wav", "empty.wav", "silence.wav", "text.wav", "clipped.flac", "corrupt.wav"]
     model = str(stages.model_dir(cfg))
-    r = _zoo("transcribe", "speech", *[str(d / f) for f in files], "--model", model, cwd=root)
+    r = run_zoo("transcribe", "speech", *[str(d / f) for f in files], "--model", model, cwd=root)
     assert r.returncode == 1, r.stderr
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 3 and all(
@@ -223,7 +203,7 @@ def test_transcribe_and_predict_bad_and_odd_inputs(trained):
     block = r.stdout.split("phone.wav")[1].split("silence.wav")[0]
     assert block.count("[") == 4 and "0.00 -" in block
 
-    r = _zoo(
+    r = run_zoo(
         "predict",
         "speech",
         str(d / "phone.wav"),
@@ -237,7 +217,7 @@ def test_transcribe_and_predict_bad_and_odd_inputs(trained):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["seconds"] == 5.3 and len(out["segments"]) == 3 and isinstance(out["keywords"], list)
-    r = _zoo(
+    r = run_zoo(
         "predict", "speech", str(d / "phone.wav"), "--model", model, "--keywords", "ωμέγα", cwd=root
     )
     assert r.returncode != 0 and "not in this model's alphabet" in r.stderr
@@ -263,6 +243,6 @@ def test_wav2vec2_checkpoint_through_the_pipeline(trained):
     metrics = stages.evaluate(cfg)
     assert metrics["n"] == 2 and metrics["cer"] >= 0
     wav = root / "data/raw/speech/audio/test/ha_3.flac"
-    r = _zoo("transcribe", "speech", str(wav), "--model", str(out), "--json", cwd=root)
+    r = run_zoo("transcribe", "speech", str(wav), "--model", str(out), "--json", cwd=root)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["seconds"] == 2.0

@@ -17,7 +17,7 @@ from usecases.core import stages
 from usecases.core.checkpoint import read_metadata
 
 from .conftest import REPO, smoke_overrides
-from .test_speech_prepare import LANGUAGES, config, write_corpora
+from .test_speech_prepare import LANGUAGES, tiny_trained_project
 
 NOTEBOOKS = REPO / "notebooks" / "speech"
 
@@ -26,15 +26,8 @@ NOTEBOOKS = REPO / "notebooks" / "speech"
 def project(tmp_path_factory: pytest.TempPathFactory):
     """A tiny corpus, prepared, a crnn_tiny trained for a few steps on Hausa, and evaluated."""
     root = tmp_path_factory.mktemp("speech_nb")
-    write_corpora(root / "data/raw/speech", seconds=2.0)  # long enough to align
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        mp.setenv("ZOO_CONFIG_DIR", str(REPO / "configs"))
-        cfg = config(root, ["model=crnn_tiny", "data.chunk_seconds=2", "trainer.max_steps=3"])
-        stages.prepare(cfg)
-        stages.train(cfg)
-        metrics = stages.evaluate(cfg)
-        yield root, cfg, metrics
+    with tiny_trained_project(root) as cfg:
+        yield root, cfg, stages.evaluate(cfg)
 
 
 def outputs(path: Path) -> list[tuple[str, dict]]:

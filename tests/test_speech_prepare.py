@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -186,3 +187,17 @@ def test_explore_notebook_runs_on_the_tiny_corpus(project: Path, tmp_path: Path)
         cwd=str(tmp_path),
     )
     assert out.is_file()
+
+
+@contextmanager
+def tiny_trained_project(root: Path):
+    """A tiny corpus in `root` (2 s clips: long enough for CTC to align), prepared, and a
+    crnn_tiny trained for a few steps on Hausa; yields its config, inside the project."""
+    write_corpora(root / "data/raw/speech", seconds=2.0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("ZOO_CONFIG_DIR", str(REPO / "configs"))
+        cfg = config(root, ["model=crnn_tiny", "data.chunk_seconds=2", "trainer.max_steps=3"])
+        stages.prepare(cfg)
+        stages.train(cfg)
+        yield cfg

@@ -152,18 +152,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if uc.name != "speech":
             raise ValueError("--keywords applies to the speech use case only")
         extra = {"keywords": [k for k in args.keywords.split(",") if k.strip()]}
-    results = uc.predict(model, meta, args.inputs, **extra)
+    return _print_results(uc.predict(model, meta, args.inputs, **extra), args.json, uc.describe)
+
+
+def _print_results(results: list[dict], as_json: bool, describe) -> int:
+    """One line (or JSON object) per input; a bad input gets an `error:` line on stderr and
+    the exit status 1, after every other input has its answer."""
     failed = 0
     for r in results:
         if "error" in r:
             failed += 1
             print(f"error: {r['error']}", file=sys.stderr)
-            if not args.json:
+            if not as_json:
                 continue
-        if args.json:
-            print(json.dumps(r, ensure_ascii=False))
-        else:
-            print(uc.describe(r))
+        print(json.dumps(r, ensure_ascii=False) if as_json else describe(r))
     return 1 if failed else 0
 
 
@@ -176,21 +178,14 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if uc.name != "speech":
         raise ValueError(f"zoo transcribe works on speech models, not {uc.name!r}")
     model, meta, _ = load_model(_resolve_model_dir(uc.name, args.model, Path(args.models)))
-    failed = 0
-    for r in uc.predict(model, meta, args.inputs):
-        if "error" in r:
-            failed += 1
-            print(f"error: {r['error']}", file=sys.stderr)
-            if not args.json:
-                continue
-        if args.json:
-            print(json.dumps(r, ensure_ascii=False))
-            continue
+
+    def timed(r: dict) -> str:
         flags = f" [{', '.join(r['flags'])}]" if r["flags"] else ""
-        print(f"{r['input']} ({r['seconds']:.2f} s){flags}")
-        for s in r["segments"]:
-            print(f"  [{s['start']:8.2f} - {s['end']:8.2f}] {s['text']}")
-    return 1 if failed else 0
+        lines = [f"{r['input']} ({r['seconds']:.2f} s){flags}"]
+        lines += [f"  [{s['start']:8.2f} - {s['end']:8.2f}] {s['text']}" for s in r["segments"]]
+        return "\n".join(lines)
+
+    return _print_results(uc.predict(model, meta, args.inputs), args.json, timed)
 
 
 def _read_lines(path: str):
