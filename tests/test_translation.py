@@ -19,6 +19,9 @@ from usecases.core.data import DataError
 from usecases.core.registry import get_usecase
 from usecases.translation import corpus, scoring
 from usecases.translation.batching import TokenBatchSampler, token_batches
+from usecases.translation.decode import DecodeOptions, MinLength, generate
+from usecases.translation.glossary import Glossary
+from usecases.translation.task import length_ratios
 from usecases.translation.vocab import EOS, Vocab, tag, train_spm
 
 from .conftest import REPO, smoke_overrides
@@ -226,11 +229,38 @@ def test_scores_normalise_unicode_and_baselines_learn_a_glossary():
     assert same["chrf_pp"] == 100.0 and same["bleu"] == 100.0
     assert scoring.score(["x y z", "q"], refs)["chrf_pp"] < 10
     rows = [("fra", "eng", f, e) for f, e in zip(FR[1:5], EN, strict=True)] * 2
-    g = scoring.Glossary.fit(rows)
+    g = Glossary.fit(rows)
     assert g.translate("marché", "fra", "eng") != "marché"
     assert g.translate("Cotonou", "fra", "eng") == "Cotonou"  # unknown words are copied
     assert "signatures" not in scoring.signatures()
     assert scoring.signatures()["chrf_pp"].startswith("nrefs:1|")
+
+
+def test_min_length_bars_the_end_token_per_row():
+    import torch
+
+    scores = torch.zeros(2, 5)
+    ids = torch.zeros(2, 3, dtype=torch.long)  # start token + 2 produced
+    out = MinLength(torch.tensor([3, 2]), EOS)(ids, scores)
+    assert out[0, EOS] == float("-inf") and out[1, EOS] == 0  # row 1 has its 2 tokens
+    assert out[0, EOS + 1] == 0
+
+
+def test_length_ratios_are_medians_of_the_training_pairs(tmp_path):
+    v = Vocab(train_spm(FR + FON + EN + FUV, ["fra", "fon"], 120, tmp_path / "a.model"))
+    pairs = [
+        corpus.Pair("mafand", "train", "fra", "fon", i, f, o)
+        for i, (f, o) in enumerate(zip(FR, FON, strict=True))
+    ]
+    pairs.append(corpus.Pair("mafand", "test", "fra", "fon", 9, "a b c d e f g h", "x"))
+    ratios = length_ratios(v, pairs)
+    assert set(ratios) == {"fra-fon", "fon-fra"}  # test pairs do not count
+    fwd = sorted(
+        (len(v.encode_target([o])[0]) / len(v.encode_target([f])[0]))
+        for f, o in zip(FR, FON, strict=True)
+    )
+    assert ratios["fra-fon"] == pytest.approx((fwd[2] + fwd[3]) / 2, abs=1e-3)
+    assert ratios["fon-fra"] != ratios["fra-fon"]
 
 
 # -- end to end --------------------------------------------------------------------------------
@@ -262,6 +292,18 @@ def test_metrics_cover_both_benchmarks_with_signatures_and_baselines(project):
     assert speed["throughput_items_per_s"] > 0
     predictions = (out / "predictions.csv").read_text(encoding="utf-8").splitlines()
     assert len(predictions) == 1 + 2 * 3 + 6 * 2
+    # A length floor holds on a real (tiny) model: no sentence ends before its floor.
+    model, meta, _ = stages.load_model(out)
+    codec = get_usecase("translation").vocab(meta)
+    sources = codec.encode_source(FR[:3], "fon")
+    floor = DecodeOptions(no_repeat_ngram=0, repetition_penalty=1.0)
+    for src, hyp in zip(sources, generate(model, sources, floor, codec, 1.0), strict=True):
+        body = hyp[1:]  # after the decoder's start token
+        body = body[: body.index(codec.eos_id)] if codec.eos_id in body else body
+        assert len(body) >= len(src) - 2  # the source's own tokens: no tag, no </s>
+    ratios = meta["length_ratios"]
+    assert set(ratios) == {"fra-fon", "fon-fra", "eng-fuv", "fuv-eng"}
+    assert saved["decoding"]["min_new_tokens"].startswith("0.8 x source tokens")
 
 
 def test_translate_cli_handles_bad_lines_and_keeps_the_others(project):

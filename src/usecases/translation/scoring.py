@@ -1,5 +1,5 @@
-"""Scores the way MT papers report them (sacrebleu BLEU, chrF, chrF++, with signatures), two
-baselines that need no model, the published anchors, and the model-card tables.
+"""Scores the way MT papers report them (sacrebleu BLEU, chrF, chrF++, with signatures), the
+published anchors, and the model-card tables (the glossary baseline is in `glossary`).
 
 Hypotheses and references are NFC-normalised the same way before scoring (FLORES-200 mixes NFC
 and NFD); references are otherwise used exactly as published.
@@ -8,10 +8,9 @@ and NFD); references are otherwise used exactly as published.
 from __future__ import annotations
 
 import csv
-import re
 import statistics
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -73,61 +72,6 @@ def spbleu_status() -> str:
     if model.is_file():
         return "available"
     return f"not computed: the flores200 SentencePiece model is not in {model.parent} (offline)"
-
-
-# -- baselines ---------------------------------------------------------------------------------
-_WORD = re.compile(r"\w+|[^\w\s]")
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(nfc(text))
-
-
-class Glossary:
-    """Word-for-word translation from a glossary learnt on the training pairs: each source word
-    goes to the target word with the highest Dice co-occurrence score (seen together at least
-    twice); unknown words, numbers and punctuation are copied."""
-
-    def __init__(self, table: dict[tuple[str, str], dict[str, str]]) -> None:
-        self.table = table
-
-    @classmethod
-    def fit(cls, rows: list[tuple[str, str, str, str]]) -> Glossary:
-        by_dir: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-        for a, b, x, y in rows:
-            by_dir[(a, b)].append((x, y))
-            by_dir[(b, a)].append((y, x))
-        table = {}
-        for direction, pairs in by_dir.items():
-            src_n: Counter[str] = Counter()
-            tgt_n: Counter[str] = Counter()
-            both: Counter[tuple[str, str]] = Counter()
-            for x, y in pairs:
-                sx = {w.lower() for w in words(x) if w.isalpha()}
-                sy = {w.lower() for w in words(y) if w.isalpha()}
-                src_n.update(sx)
-                tgt_n.update(sy)
-                both.update((s, t) for s in sx for t in sy)
-            best: dict[str, tuple[float, str]] = {}
-            for (s, t), n in both.items():
-                if n < 2:
-                    continue
-                dice = 2 * n / (src_n[s] + tgt_n[t])
-                if s not in best or (dice, t) > best[s]:
-                    best[s] = (dice, t)
-            table[direction] = {s: t for s, (_, t) in best.items()}
-        return cls(table)
-
-    def translate(self, text: str, src: str, tgt: str) -> str:
-        table = self.table.get((src, tgt), {})
-        out = []
-        for w in words(text):
-            t = table.get(w.lower())
-            if t is None:
-                out.append(w)
-            else:
-                out.append(t.capitalize() if w[:1].isupper() else t)
-        return " ".join(out)
 
 
 # -- aggregation, anchors, tables ---------------------------------------------------------------
@@ -287,14 +231,14 @@ def card_tables(metrics: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def decode_speed(model, vocab, tests: list[dict[str, Any]], opts) -> dict[str, Any] | None:
+def decode_speed(translate, tests: list[dict[str, Any]], opts) -> dict[str, Any] | None:
     """CPU decoding speed on real test sentences: one sentence at a time on one thread, and a
     batch of 32 on all threads (sentences/s)."""
     import platform
 
     import torch
 
-    from usecases.translation.decode import DecodeOptions, translate
+    from usecases.translation.decode import DecodeOptions
 
     if not tests or not tests[0]["rows"]:
         return None
@@ -307,12 +251,12 @@ def decode_speed(model, vocab, tests: list[dict[str, Any]], opts) -> dict[str, A
         times = []
         for s in sents[:10]:
             t0 = time.perf_counter()
-            translate(model, vocab, [s], t["tgt"], one)
+            translate([s], t["src"], t["tgt"], one)
             times.append(time.perf_counter() - t0)
     finally:
         torch.set_num_threads(before)
     t0 = time.perf_counter()
-    translate(model, vocab, sents, t["tgt"], opts)
+    translate(sents, t["src"], t["tgt"], opts)
     batch_s = time.perf_counter() - t0
     return {
         "latency_ms_batch1_1thread": {"eager": round(statistics.median(times) * 1000, 2)},

@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import logging
+import statistics
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -35,7 +36,8 @@ from usecases.translation import corpus, scoring
 from usecases.translation import models as _models  # noqa: F401  (registers the models)
 from usecases.translation.batching import IGNORE, TokenBatchSampler, collate
 from usecases.translation.corpus import LANGUAGES, Pair, parse_direction, read_pairs
-from usecases.translation.decode import DecodeOptions, generate, translate
+from usecases.translation.decode import DecodeOptions, Translator, generate
+from usecases.translation.glossary import Glossary
 from usecases.translation.vocab import Codec, HFCodec, Vocab, train_spm
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class MTDataConfig(DataConfig):
     beams: int = 1
     no_repeat_ngram: int = 3
     repetition_penalty: float = 1.2
+    min_length: float = 0.0  # see DecodeOptions.min_length
 
 
 def read_summary_labels(processed: Path) -> list[str]:
@@ -72,6 +75,18 @@ def _d(cfg: Config) -> MTDataConfig:
 def trained_directions(pairs: list[Pair]) -> list[tuple[str, str]]:
     both = {(p.src_lang, p.tgt_lang) for p in pairs if p.split == "train"}
     return sorted(both | {(b, a) for a, b in both})
+
+
+def length_ratios(vocab: Codec, pairs: list[Pair]) -> dict[str, float]:
+    """Median target/source token ratio of each trained direction, on the training pairs."""
+    ratios: dict[str, list[float]] = defaultdict(list)
+    train = [p for p in pairs if p.split == "train"]
+    src = vocab.encode_target([p.src for p in train])
+    tgt = vocab.encode_target([p.tgt for p in train])
+    for p, a, b in zip(train, src, tgt, strict=True):
+        ratios[f"{p.src_lang}-{p.tgt_lang}"].append(len(b) / len(a))
+        ratios[f"{p.tgt_lang}-{p.src_lang}"].append(len(a) / len(b))
+    return {k: round(statistics.median(v), 3) for k, v in sorted(ratios.items())}
 
 
 def oriented(pairs: list[Pair], src: str, tgt: str) -> list[tuple[str, str, int]]:
@@ -178,10 +193,12 @@ class Translation(UseCase):
             "directions": [f"{a}-{b}" for a, b in trained_directions(pairs)],
             "max_tokens": d.max_tokens,
             **codec,
+            "length_ratios": length_ratios(self._codec(cfg, labels), pairs),
             "decode": {
                 "beams": d.beams,
                 "no_repeat_ngram": d.no_repeat_ngram,
                 "repetition_penalty": d.repetition_penalty,
+                "min_length": d.min_length,
                 "batch_size": d.eval_batch_size,
             },
             "dataset": d.dataset_name,
@@ -205,6 +222,10 @@ class Translation(UseCase):
         return create_model(
             cfg.model.name, vocab_size=_d(cfg).vocab_size, dropout=cfg.model.dropout
         )
+
+    @staticmethod
+    def translator(model: nn.Module, meta: dict[str, Any]) -> Translator:
+        return Translator(model, Translation.vocab(meta), meta.get("length_ratios", {}))
 
     @staticmethod
     def vocab(meta: dict[str, Any]) -> Codec:
@@ -368,9 +389,9 @@ class Translation(UseCase):
     def evaluate(
         self, cfg: Config, model: nn.Module, meta: dict[str, Any], out_dir: Path
     ) -> dict[str, Any]:
-        vocab = self.vocab(meta)
+        translate = self.translator(model, meta)
         opts = DecodeOptions.from_meta(meta)
-        glossary = scoring.Glossary.fit(
+        glossary = Glossary.fit(
             [(p.src_lang, p.tgt_lang, p.src, p.tgt) for p in self.pairs(cfg) if p.split == "train"]
         )
         results: dict[str, Any] = {"mafand": {}, "flores": {}}
@@ -380,7 +401,7 @@ class Translation(UseCase):
         for t in self.test_sets(cfg, meta):
             srcs = [s for s, _, _ in t["rows"]]
             refs = [r for _, r, _ in t["rows"]]
-            hyps = translate(model, vocab, [corpus.nfc(s) for s in srcs], t["tgt"], opts)
+            hyps = translate([corpus.nfc(s) for s in srcs], t["src"], t["tgt"], opts)
             sentences += len(srcs)
             key = f"{t['src']}-{t['tgt']}"
             entry = scoring.score(hyps, refs)
@@ -419,6 +440,8 @@ class Translation(UseCase):
             "no_repeat_ngram": opts.no_repeat_ngram,
             "repetition_penalty": opts.repetition_penalty,
             "max_new_tokens": f"{opts.length_a} x source tokens + {opts.length_b}",
+            "min_new_tokens": f"{opts.min_length} x source tokens x the direction's median "
+            "target/source token ratio on the training pairs",
         }
         metrics["eval_limit"] = _d(cfg).eval_limit
         metrics["languages"] = [f"{x} ({LANGUAGES[x][0]})" for x in meta["languages"]]
@@ -435,7 +458,7 @@ class Translation(UseCase):
         write_text(out_dir / "chrf_by_direction.csv", scoring.direction_table(metrics))
         write_json(out_dir / "examples.json", scoring.examples(rows_out))
         # Decoding speed: timings vary run to run, so they go to speed.json, not metrics.json.
-        self._speed = scoring.decode_speed(model, vocab, self.test_sets(cfg, meta), opts)
+        self._speed = scoring.decode_speed(translate, self.test_sets(cfg, meta), opts)
         write_json(out_dir / "speed.json", self._speed)
         return metrics
 
@@ -462,5 +485,5 @@ class Translation(UseCase):
                     + ("" if lang in LANGUAGES else " (ISO 639-3 codes)")
                 )
         opts = DecodeOptions.from_meta(meta, beams=beams)
-        out = translate(model, self.vocab(meta), [corpus.nfc(x) for x in inputs], tgt, opts)
+        out = self.translator(model, meta)([corpus.nfc(x) for x in inputs], src, tgt, opts)
         return [{"input": x, "translation": y} for x, y in zip(inputs, out, strict=True)]
