@@ -102,3 +102,27 @@ def test_fit_logistic_keeps_suspicion_weights_non_negative():
     assert ((z > 0) == y).mean() > 0.6
     with pytest.raises(KeyError, match="nonneg"):
         heads.fit_logistic(x, y, ["a", "b", "c"], nonneg=["d"])
+
+
+def test_deviation_from_the_authentic_profile_is_per_layout_and_two_sided():
+    rng = np.random.default_rng(0)
+    benin = rng.normal([0.2, 5.0], [0.01, 1.0], size=(40, 2))
+    niger = rng.normal([0.8, 5.0], [0.01, 1.0], size=(40, 2))
+    x = np.vstack([benin, niger])
+    groups = ["benin"] * 40 + ["niger"] * 40
+    profile = heads.fit_profile(x, groups, ["stamp_x", "noise"])
+    assert profile["names"] == ["dev_stamp_x", "dev_noise"]
+    assert set(profile["groups"]) == {"*", "benin", "niger"}
+    # A Benin page with its stamp where Niger's sit is far from Benin's profile only.
+    moved = np.array([[0.8, 5.0]])
+    assert heads.deviations(profile, moved, ["benin"])[0, 0] == heads.DEVIATION_CAP
+    assert heads.deviations(profile, moved, ["niger"])[0, 0] < 3
+    # Both directions count as far; an unknown layout uses the pooled profile.
+    low, high = heads.deviations(profile, np.array([[0.1, 5.0], [0.3, 5.0]]), ["benin"] * 2)
+    assert low[0] > 5 and high[0] > 5
+    assert heads.deviations(profile, moved, [None]).shape == (1, 2)
+    # A feature constant on authentic pages still gets a finite spread.
+    flat = heads.fit_profile(np.zeros((10, 1)), [None] * 10, ["f"])
+    assert np.isfinite(heads.deviations(flat, np.array([[1.0]]), [None])).all()
+    with pytest.raises(ValueError, match="at least 5"):
+        heads.fit_profile(x[:3], groups[:3], ["stamp_x", "noise"])

@@ -64,7 +64,12 @@ def test_release_holds_the_heads_and_test_figures(project):
     out = stages.model_dir(cfg)
     meta = read_metadata(out / "weights.safetensors")
     assert set(meta["heads"]) >= {"fields", "fusion", "threshold"}
-    assert len(meta["heads"]["fields"]["coef"]) == len(meta["heads"]["fields"]["names"])
+    fields = meta["heads"]["fields"]
+    assert len(fields["coef"]) == len(fields["names"])
+    # Deviations from the authentic pages' profile are suspicion features: never negative.
+    dev = [c for n, c in zip(fields["names"], fields["coef"], strict=True) if n.startswith("dev_")]
+    assert meta["heads"]["profile"]["names"] == [n for n in fields["names"] if n.startswith("dev_")]
+    assert len(dev) > 0 and min(dev) >= 0.0
     for key in ("auroc", "recall_at_1pct_fpr", "auroc_holdout", "recall_per_type", "ocr"):
         assert key in metrics, key
     assert 0.0 <= metrics["auroc"] <= 1.0

@@ -98,3 +98,53 @@ def threshold_at_fpr(scores_authentic: np.ndarray, max_fpr: float) -> float:
         raise ValueError("threshold_at_fpr: no authentic documents")
     allowed = int(math.floor(max_fpr * len(s)))  # false positives we may accept
     return float(s[allowed]) if allowed < len(s) else float(s[-1])
+
+
+# -- how far a page sits from the authentic pages ----------------------------------------------
+DEVIATION_CAP = 20.0  # beyond this many robust spreads a page is simply "far"
+POOLED = "*"  # the profile of every authentic page, for a page whose layout was not read
+
+
+def fit_profile(
+    x: np.ndarray, groups: Sequence[str | None], names: Sequence[str], min_rows: int = 5
+) -> dict[str, Any]:
+    """Median and robust spread (1.4826 x MAD) of each feature over authentic pages, per group
+    (layout) with at least `min_rows` pages, and pooled. The spread is floored at a tenth of the
+    group's standard deviation (a feature nearly constant on authentic pages), else a
+    thousandth of the pooled one, else 1e-6."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != len(names):
+        raise ValueError(f"profile: expected [n, {len(names)}] authentic rows, got {x.shape}")
+    if len(x) < min_rows:
+        raise ValueError(f"profile: {len(x)} authentic pages, at least {min_rows} needed")
+    pooled_floor = np.maximum(1e-3 * x.std(axis=0), 1e-6)
+
+    def stats(rows: np.ndarray) -> dict[str, list[float]]:
+        med = np.median(rows, axis=0)
+        mad = 1.4826 * np.median(np.abs(rows - med), axis=0)
+        spread = np.maximum(np.maximum(mad, 0.1 * rows.std(axis=0)), pooled_floor)
+        return {
+            "median": [round(float(v), 8) for v in med],
+            "spread": [round(float(v), 8) for v in spread],
+        }
+
+    keys = np.array([g if g is not None else POOLED for g in groups])
+    profile = {POOLED: stats(x)}
+    for g in sorted(set(keys.tolist()) - {POOLED}):
+        if (keys == g).sum() >= min_rows:
+            profile[g] = stats(x[keys == g])
+    return {"names": [f"dev_{n}" for n in names], "groups": profile}
+
+
+def deviations(profile: dict[str, Any], x: np.ndarray, groups: Sequence[str | None]) -> np.ndarray:
+    """|x - median| / spread of each row against its group's authentic profile (the pooled one
+    for an unknown group), capped at DEVIATION_CAP: [n, features]."""
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    if len(groups) != len(x):
+        raise ValueError(f"deviations: {len(groups)} groups for {len(x)} rows")
+    out = np.empty_like(x)
+    for i, g in enumerate(groups):
+        p = profile["groups"].get(g or POOLED, profile["groups"][POOLED])
+        z = np.abs(x[i] - np.asarray(p["median"])) / np.asarray(p["spread"])
+        out[i] = np.minimum(z, DEVIATION_CAP)
+    return out

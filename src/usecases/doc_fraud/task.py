@@ -52,7 +52,7 @@ from usecases.doc_fraud import heads
 from usecases.doc_fraud import models as _models  # noqa: F401  (registers the models)
 from usecases.doc_fraud.data import DOCUMENTS, Document, read_collection, read_documents
 from usecases.doc_fraud.features import SUSPICION_FEATURES as _FIELD_SUSPICION
-from usecases.doc_fraud.forensics import FORENSIC_SUSPICION
+from usecases.doc_fraud.forensics import FORENSIC_SUSPICION, PIXEL_FEATURE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ OCR_FILE = "ocr.jsonl"
 # Fields-head inputs that may only weigh positively (see heads.fit_logistic).
 SUSPICION_FEATURES = (*_FIELD_SUSPICION, *FORENSIC_SUSPICION)
 GENERATOR_FILE = "GENERATOR.json"
+PROFILE_MIN_PAGES = 5  # authentic training pages needed to profile a layout (heads.fit_profile)
 
 
 @dataclass
@@ -310,7 +311,7 @@ class DocFraud(UseCase):
         ocr: dict[str, Any],
     ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
         """(image log-odds [n], heat maps, pixel features [n, k]) for documents of the corpus."""
-        from usecases.doc_fraud.forensics import PIXEL_FEATURE_NAMES, pixel_features
+        from usecases.doc_fraud.forensics import pixel_features
         from usecases.doc_fraud.tiles import score_page
 
         raw = self.raw_dir(cfg)
@@ -327,15 +328,14 @@ class DocFraud(UseCase):
             inks.append([ink[n] for n in PIXEL_FEATURE_NAMES])
         return np.array(logits), heats, np.array(inks, dtype=np.float64)
 
-    def _field_features(self, docs: list[Document], ocr: dict[str, Any], inks: np.ndarray):
-        from usecases.doc_fraud.forensics import PIXEL_FEATURE_NAMES
-        from usecases.doc_fraud.ocr import FEATURE_NAMES, features
-
-        rows = [
-            [*(features(ocr[x.path])[n] for n in FEATURE_NAMES), *ink]
-            for x, ink in zip(docs, inks.tolist(), strict=True)
-        ]
-        return np.array(rows, dtype=np.float64), [*FEATURE_NAMES, *PIXEL_FEATURE_NAMES]
+    def _field_features(
+        self,
+        docs: list[Document],
+        ocr: dict[str, Any],
+        inks: np.ndarray,
+        profile: dict[str, Any] | None,
+    ):
+        return field_matrix([ocr[x.path] for x in docs], inks, profile)
 
     def fit_heads(self, cfg: Config, model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
         """Fields head on train, fusion and threshold on validation; stored in the weights."""
@@ -346,12 +346,27 @@ class DocFraud(UseCase):
             # The CNN's train scores would be biased: only pixel features on train.
             ink_train = _inks(self.raw_dir(cfg), train, ocr)
             img_val, _, ink_val = self._page_scores(cfg, model, meta, val, ocr)
-        x_train, names = self._field_features(train, ocr, ink_train)
         y_train = np.array([x.label == "forged" for x in train], dtype=int)
+        # How far each page's pixel statistics sit from those of authentic training pages of
+        # its layout: a stamp moved, missing or in other ink is far in some direction, which
+        # a linear weight on the raw statistic cannot express.
+        authentic = [ocr[x.path].layout for x, y in zip(train, y_train, strict=True) if y == 0]
+        profile = None
+        if len(authentic) >= PROFILE_MIN_PAGES:
+            profile = heads.fit_profile(
+                ink_train[y_train == 0], authentic, PIXEL_FEATURE_NAMES, PROFILE_MIN_PAGES
+            )
+        else:
+            log.warning(
+                "%d authentic training pages (< %d): no authentic-profile deviation features",
+                len(authentic),
+                PROFILE_MIN_PAGES,
+            )
+        x_train, names = self._field_features(train, ocr, ink_train, profile)
         fields_head = heads.fit_logistic(
-            x_train, y_train, names, nonneg=[n for n in names if n in SUSPICION_FEATURES]
+            x_train, y_train, names, nonneg=[n for n in names if n in suspicion(profile)]
         )
-        x_val, _ = self._field_features(val, ocr, ink_val)
+        x_val, _ = self._field_features(val, ocr, ink_val, profile)
         fields_val = heads.logit(fields_head, x_val)
         y_val = np.array([x.label == "forged" for x in val], dtype=int)
         fusion = heads.fit_logistic(
@@ -361,6 +376,7 @@ class DocFraud(UseCase):
         threshold = heads.threshold_at_fpr(fused_val[y_val == 0], d.max_fpr)
         return {
             "heads": {
+                "profile": profile,
                 "fields": fields_head,
                 "fusion": fusion,
                 "threshold": threshold,
@@ -378,8 +394,8 @@ class DocFraud(UseCase):
         test = self.documents(cfg, "test")
         ocr = self.ocr_results(cfg)
         img, heats, inks = self._page_scores(cfg, model, meta, test, ocr)
-        x, _ = self._field_features(test, ocr, inks)
         h = meta["heads"]
+        x, _ = self._field_features(test, ocr, inks, h.get("profile"))
         fields_logit = heads.logit(h["fields"], x)
         fused = heads.logit(h["fusion"], np.stack([img, fields_logit], axis=1))
         flagged = fused > h["threshold"]
@@ -497,11 +513,9 @@ split (a difference between groups would reveal a bias; groups are small):
     def predict(
         self, model: nn.Module, meta: dict[str, Any], inputs: list[str]
     ) -> list[dict[str, Any]]:
-        from usecases.doc_fraud.forensics import PIXEL_FEATURE_NAMES, pixel_features
+        from usecases.doc_fraud.forensics import pixel_features
         from usecases.doc_fraud.ocr import (
-            FEATURE_NAMES,
             failed_rules,
-            features,
             load_page,
             read_document,
         )
@@ -522,9 +536,10 @@ split (a difference between groups would reveal a bias; groups are small):
                 model, image, meta["image_size"], meta["stride"], meta["mean"], meta["std"]
             )
             ink = pixel_features(image, result)
-            feats = features(result)
-            row = [*(feats[n] for n in FEATURE_NAMES), *(ink[n] for n in PIXEL_FEATURE_NAMES)]
-            fields_logit = float(heads.logit(h["fields"], np.array([row]))[0])
+            row, _ = field_matrix(
+                [result], np.array([[ink[n] for n in PIXEL_FEATURE_NAMES]]), h.get("profile")
+            )
+            fields_logit = float(heads.logit(h["fields"], row)[0])
             img_logit = heads.prob_to_logit(prob)
             fused = float(heads.logit(h["fusion"], np.array([[img_logit, fields_logit]]))[0])
             failed = failed_rules(result)
@@ -560,8 +575,35 @@ split (a difference between groups would reveal a bias; groups are small):
         return out
 
 
+def suspicion(profile: dict[str, Any] | None) -> set[str]:
+    """Fields-head inputs that may only weigh positively (see heads.fit_logistic)."""
+    return {*SUSPICION_FEATURES, *(profile["names"] if profile else ())}
+
+
+def field_matrix(
+    results: list[Any], inks: np.ndarray, profile: dict[str, Any] | None
+) -> tuple[np.ndarray, list[str]]:
+    """The fields head's rows for OCR results and their pixel features: reading, rule and
+    geometry features, pixel features, and (with a profile) each pixel feature's deviation
+    from the authentic pages of the layout read."""
+    from usecases.doc_fraud.ocr import FEATURE_NAMES, features
+
+    inks = np.asarray(inks, dtype=np.float64).reshape(len(results), len(PIXEL_FEATURE_NAMES))
+    rows = [
+        [*(features(r)[n] for n in FEATURE_NAMES), *ink]
+        for r, ink in zip(results, inks.tolist(), strict=True)
+    ]
+    x = np.array(rows, dtype=np.float64).reshape(len(results), -1)
+    names = [*FEATURE_NAMES, *PIXEL_FEATURE_NAMES]
+    if profile:
+        dev = heads.deviations(profile, inks, [r.layout for r in results])
+        x = np.hstack([x, dev])
+        names += profile["names"]
+    return x, names
+
+
 def _inks(raw: Path, docs: list[Document], ocr: dict[str, Any]) -> np.ndarray:
-    from usecases.doc_fraud.forensics import PIXEL_FEATURE_NAMES, pixel_features
+    from usecases.doc_fraud.forensics import pixel_features
 
     rows = []
     for x in docs:
