@@ -49,6 +49,7 @@ full-speech: data  ## speech `full` preset: crnn, 10 epochs per language (about 
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro prepare@speech
 	$(MAKE) speech-full-lang LANG_ARGS="data.language=hau"
 	$(MAKE) speech-full-lang LANG_ARGS='data.language=yor data.batch_size=4 data.warp=[1.0,1.0]'
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro index
 
 speech-full-lang:
 	$(BIN)/zoo train speech experiment=speech_full $(LANG_ARGS) $(SPEECH_FULL_ARGS)

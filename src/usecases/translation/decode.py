@@ -1,6 +1,7 @@
-"""Translate with a trained model: length-sorted batches, greedy or beam search, with the
-output length capped relative to the source and repeated n-grams blocked (small models trained
-on little data otherwise fall into loops such as "nu nu nu ...")."""
+"""Translate with a trained model: length-sorted batches, greedy or beam search, repeated n-grams
+blocked and the output length held between a floor (a fraction of the expected length) and a
+cap relative to the source: small models trained on little data otherwise stop after a few
+words or fall into loops such as "nu nu nu ..."."""
 
 from __future__ import annotations
 
