@@ -27,9 +27,11 @@ def test_every_experiment_composes_with_smoke_profile(experiment):
         "crop_mobilenet_v3_small": "mobilenet_v3_small",
         "crop_resnet18": "resnet18",
         "mt_full": "pre_tiny",
-        "speech_full": "crnn_large",
+        "speech_full": "crnn",
     }
     assert cfg.model.name == expected_model.get(experiment, "efficientnet_lite0")
+    if experiment == "speech_full":  # its own release beside the default one
+        assert cfg.name == "crnn_hau.full"
     if usecase == "crop_disease":
         assert cfg.model.image_size == 64
 
