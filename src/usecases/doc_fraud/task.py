@@ -328,15 +328,6 @@ class DocFraud(UseCase):
             inks.append([ink[n] for n in PIXEL_FEATURE_NAMES])
         return np.array(logits), heats, np.array(inks, dtype=np.float64)
 
-    def _field_features(
-        self,
-        docs: list[Document],
-        ocr: dict[str, Any],
-        inks: np.ndarray,
-        profile: dict[str, Any] | None,
-    ):
-        return field_matrix([ocr[x.path] for x in docs], inks, profile)
-
     def fit_heads(self, cfg: Config, model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
         """Fields head on train, fusion and threshold on validation; stored in the weights."""
         d: DocDataConfig = cfg.data  # type: ignore[assignment]
@@ -362,11 +353,11 @@ class DocFraud(UseCase):
                 len(authentic),
                 PROFILE_MIN_PAGES,
             )
-        x_train, names = self._field_features(train, ocr, ink_train, profile)
+        x_train, names = field_matrix([ocr[x.path] for x in train], ink_train, profile)
         fields_head = heads.fit_logistic(
             x_train, y_train, names, nonneg=[n for n in names if n in suspicion(profile)]
         )
-        x_val, _ = self._field_features(val, ocr, ink_val, profile)
+        x_val, _ = field_matrix([ocr[x.path] for x in val], ink_val, profile)
         fields_val = heads.logit(fields_head, x_val)
         y_val = np.array([x.label == "forged" for x in val], dtype=int)
         fusion = heads.fit_logistic(
@@ -395,7 +386,7 @@ class DocFraud(UseCase):
         ocr = self.ocr_results(cfg)
         img, heats, inks = self._page_scores(cfg, model, meta, test, ocr)
         h = meta["heads"]
-        x, _ = self._field_features(test, ocr, inks, h.get("profile"))
+        x, _ = field_matrix([ocr[x.path] for x in test], inks, h.get("profile"))
         fields_logit = heads.logit(h["fields"], x)
         fused = heads.logit(h["fusion"], np.stack([img, fields_logit], axis=1))
         flagged = fused > h["threshold"]
@@ -589,10 +580,10 @@ def field_matrix(
     from usecases.doc_fraud.ocr import FEATURE_NAMES, features
 
     inks = np.asarray(inks, dtype=np.float64).reshape(len(results), len(PIXEL_FEATURE_NAMES))
-    rows = [
-        [*(features(r)[n] for n in FEATURE_NAMES), *ink]
-        for r, ink in zip(results, inks.tolist(), strict=True)
-    ]
+    rows = []
+    for r, ink in zip(results, inks.tolist(), strict=True):
+        f = features(r)  # once per page, not once per feature name
+        rows.append([*(f[n] for n in FEATURE_NAMES), *ink])
     x = np.array(rows, dtype=np.float64).reshape(len(results), -1)
     names = [*FEATURE_NAMES, *PIXEL_FEATURE_NAMES]
     if profile:
