@@ -8,6 +8,9 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export DVC_NO_ANALYTICS ?= 1
 export PYTHONHASHSEED ?= 0
+# RESUME=1 continues an interrupted `full` training from its last epoch's checkpoint
+# (runs/<usecase>/<name>/last.ckpt.safetensors), e.g. `make full-mt RESUME=1`.
+TRAIN_FLAGS := $(if $(RESUME),--resume)
 
 .PHONY: help system install data repro full full-mt full-speech speech-full-lang test lint format bench lab clean
 
@@ -34,14 +37,14 @@ repro: data  ## install, get the data, run the default pipeline (`dvc repro`)
 
 full: data  ## the zoo's best crop model: EfficientNet-Lite0 at 224 px, 15 epochs (~30 min on 2 cores)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro prepare
-	$(BIN)/zoo train crop_disease experiment=crop_lite0_full
+	$(BIN)/zoo train crop_disease experiment=crop_lite0_full $(TRAIN_FLAGS)
 	$(BIN)/zoo evaluate crop_disease experiment=crop_lite0_full
 	$(BIN)/zoo report crop_disease experiment=crop_lite0_full
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro index
 
 full-mt: data  ## translation `full` preset: ~6,000 updates, beam 4 (about 2 h on 2 CPU cores; trainer=gpu: minutes)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro prepare@translation
-	$(BIN)/zoo train translation experiment=mt_full $(MT_FULL_ARGS)
+	$(BIN)/zoo train translation experiment=mt_full $(MT_FULL_ARGS) $(TRAIN_FLAGS)
 	$(BIN)/zoo evaluate translation experiment=mt_full $(MT_FULL_ARGS)
 	$(BIN)/zoo report translation experiment=mt_full $(MT_FULL_ARGS)
 
@@ -52,7 +55,7 @@ full-speech: data  ## speech `full` preset: crnn, 10 epochs per language (about 
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro index
 
 speech-full-lang:
-	$(BIN)/zoo train speech experiment=speech_full $(LANG_ARGS) $(SPEECH_FULL_ARGS)
+	$(BIN)/zoo train speech experiment=speech_full $(LANG_ARGS) $(SPEECH_FULL_ARGS) $(TRAIN_FLAGS)
 	$(BIN)/zoo evaluate speech experiment=speech_full $(LANG_ARGS) $(SPEECH_FULL_ARGS)
 	$(BIN)/zoo report speech experiment=speech_full $(LANG_ARGS) $(SPEECH_FULL_ARGS)
 

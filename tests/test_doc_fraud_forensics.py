@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from usecases.doc_fraud import heads
-from usecases.doc_fraud.features import FEATURE_NAMES, SUSPICION_FEATURES
+from usecases.doc_fraud.features import FEATURE_NAMES, NOVELTY_FEATURES, SUSPICION_FEATURES
 from usecases.doc_fraud.forensics import (
     FORENSIC_FEATURE_NAMES,
     FORENSIC_SUSPICION,
@@ -126,3 +126,40 @@ def test_deviation_from_the_authentic_profile_is_per_layout_and_two_sided():
     assert np.isfinite(heads.deviations(flat, np.array([[1.0]]), [None])).all()
     with pytest.raises(ValueError, match="at least 5"):
         heads.fit_profile(x[:3], groups[:3], ["stamp_x", "noise"])
+
+
+def test_novelty_measures_glyphs_in_authentic_tail_widths_and_only_upwards():
+    rng = np.random.default_rng(0)
+    authentic = rng.normal([1.0, 0.02], [0.5, 0.01], size=(200, 2))
+    tail = heads.fit_tail(authentic, ["height", "baseline"], quantile=0.95)
+    e = heads.exceedance(tail, np.array([[1.0, 0.02], [-5.0, -1.0], [1.0, 0.12], [1e9, 0.0]]))
+    assert e[0].max() < 0.1 and e[1].max() == 0.0  # at the median; below it is not suspicious
+    assert e[2, 1] > 4 and e[2, 0] < 0.1  # a baseline 10 spreads up: about 6 tail widths
+    assert e[3, 0] == heads.NOVELTY_CAP
+    # The authentic pages themselves: about 5 % above one tail width per feature.
+    frac = (heads.exceedance(tail, authentic) > 1).mean(axis=0)
+    assert np.all((frac > 0.02) & (frac < 0.08))
+    nov = heads.novelty(tail, np.array([[1.0, 0.12], [3.0, 0.12]]), top=2)
+    assert nov[1] > nov[0] > 4  # two departures add up
+    with pytest.raises(ValueError, match="quantile"):
+        heads.fit_tail(authentic, ["height", "baseline"], quantile=0.3)
+    with pytest.raises(ValueError, match="authentic rows"):
+        heads.fit_tail(authentic, ["height"])
+
+
+def test_novelty_raises_the_score_only_beyond_its_gate():
+    gate = {
+        "z": 3.0,
+        "fused": heads.robust_scale(np.array([-2.0, -1.0, 0.0, 1.0, 2.0])),
+        "novelty": heads.robust_scale(np.array([0.0, 0.5, 1.0, 1.5, 2.0])),
+    }
+    fused = np.array([0.5, 0.5, 0.5])
+    nov = np.array([1.0, 3.0, 5.0])  # 0, 2.7 and 5.4 robust spreads above the median
+    final = heads.add_novelty(fused, nov, gate)
+    assert final[0] == final[1] == 0.5  # under the gate: the supervised score unchanged
+    assert final[2] > 0.5 + 2 * gate["fused"]["spread"]
+    assert set(NOVELTY_FEATURES) < set(SUSPICION_FEATURES)
+    assert all(
+        n.startswith(("height", "width", "baseline", "glyph", "stroke", "xratio"))
+        for n in NOVELTY_FEATURES
+    )

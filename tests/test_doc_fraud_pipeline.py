@@ -17,6 +17,7 @@ from usecases.core import stages
 from usecases.core.checkpoint import read_metadata
 from usecases.core.config import compose
 from usecases.core.registry import get_usecase
+from usecases.doc_fraud.features import NOVELTY_FEATURES
 
 from .conftest import REPO, smoke_overrides
 
@@ -63,14 +64,22 @@ def test_release_holds_the_heads_and_test_figures(project):
     root, cfg, _, metrics = project
     out = stages.model_dir(cfg)
     meta = read_metadata(out / "weights.safetensors")
-    assert set(meta["heads"]) >= {"fields", "fusion", "threshold"}
+    assert set(meta["heads"]) >= {"fields", "fusion", "tail", "gate", "threshold"}
+    assert meta["heads"]["tail"]["names"] == list(NOVELTY_FEATURES)
     fields = meta["heads"]["fields"]
     assert len(fields["coef"]) == len(fields["names"])
     # Deviations from the authentic pages' profile are suspicion features: never negative.
     dev = [c for n, c in zip(fields["names"], fields["coef"], strict=True) if n.startswith("dev_")]
     assert meta["heads"]["profile"]["names"] == [n for n in fields["names"] if n.startswith("dev_")]
     assert len(dev) > 0 and min(dev) >= 0.0
-    for key in ("auroc", "recall_at_1pct_fpr", "auroc_holdout", "recall_per_type", "ocr"):
+    for key in (
+        "auroc",
+        "recall_at_1pct_fpr",
+        "auroc_without_novelty",
+        "auroc_holdout",
+        "recall_per_type",
+        "ocr",
+    ):
         assert key in metrics, key
     assert 0.0 <= metrics["auroc"] <= 1.0
     assert set(metrics["errors_per_layout"]) == {"benin", "niger"}
@@ -132,6 +141,7 @@ def test_predict_gives_a_verdict_or_a_clear_message(project):
     ok = answers[files["authentic"].name]
     assert ok["verdict"] in ("no forgery detected", "probably forged: inspect")
     assert 0.0 <= ok["score"] <= 1.0 and ok["fields"]["country"]
+    assert ok["novelty"] >= 0.0
     assert answers["upside_down.jpg"]["fields"]["surname"] == ok["fields"]["surname"]
     for name in ("blank.png", "noise.png"):
         assert answers[name]["verdict"].startswith("not readable"), answers[name]

@@ -145,6 +145,13 @@ def test_cli_train_resume_and_errors(tiny_project):
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["steps"] == 2
+    r = run_zoo("evaluate", "crop_disease", *over, cwd=tiny_project)
+    assert r.returncode == 0, r.stderr
+    card = next(tiny_project.glob("models/crop_disease/*/model_card.md")).read_text()
+    section = card[card.index("## Reproduce") :]
+    for cmd in ("prepare", "train", "evaluate", "report"):
+        assert f"zoo {cmd} crop_disease " in section
+    assert all(o in section for o in over)
 
 
 def test_missing_data_is_a_clear_error(tmp_path, monkeypatch):

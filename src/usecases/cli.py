@@ -75,9 +75,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from usecases.core import stages
+    from usecases.core import cards, stages
 
-    metrics = stages.evaluate(_config(args))
+    # The card's "Reproduce" section repeats the arguments that produced this release.
+    cards.record_command(
+        ["--params", args.params] if args.params else [args.usecase, *args.overrides]
+    )
+    try:
+        metrics = stages.evaluate(_config(args))
+    finally:
+        cards.record_command([])
     headline = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
     print(json.dumps(headline, indent=2))
     return 0

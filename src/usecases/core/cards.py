@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import platform
+import shlex
 import subprocess
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,33 @@ def code_commit(root: Path | None = None) -> str:
 
 def _spdx(licence: str) -> str:
     return licence.strip().lower().replace(" ", "-") or "other"
+
+
+# The arguments of the `zoo evaluate` being run (set by the CLI through `record_command`): the
+# card tells how to rebuild the release it describes. Empty when called from Python.
+_command: list[str] = []
+
+
+def record_command(args: Sequence[str]) -> None:
+    """Remember the use case and overrides (or `--params KEY`) of the `zoo evaluate` at hand."""
+    _command[:] = [str(a) for a in args if a is not None]
+
+
+def reproduce_section() -> str:
+    """Commands that rebuild the release from fetched data, or "" when none was recorded."""
+    if not _command:
+        return ""
+    args = shlex.join(_command)
+    text = (
+        "\n## Reproduce\nFrom the repository root, after `make install data`:\n\n"
+        f"```bash\nzoo prepare {args}\nzoo train {args}\nzoo evaluate {args}\nzoo report {args}\n```\n"
+    )
+    if _command[0] == "--params":
+        text += (
+            "\nThis release is a run of the pipeline (`configs/pipeline.yaml`): `dvc repro` "
+            "(`make repro`) runs the same stages, with `params.yaml` from `zoo params`.\n"
+        )
+    return text
 
 
 def render_model_card(
@@ -121,7 +150,7 @@ Weights: `weights.safetensors` (sha256 `{weights_hash}`); preprocessing and labe
 {rows}
 
 {pc_table}{usecase.card_sections(metrics)}
-{_speed_section(speed, train_speed, cfg)}
+{_speed_section(speed, train_speed, cfg)}{reproduce_section()}
 ## Limitations
 {usecase.limitations}
 

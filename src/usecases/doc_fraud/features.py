@@ -103,6 +103,17 @@ SUSPICION_FEATURES: tuple[str, ...] = tuple(
 )
 
 
+# The glyph measures that the novelty score compares with authentic pages' (`heads.fit_tail`):
+# how every value's glyphs sit against the page's others. A value retyped in any way (another
+# font, size or baseline; digits redrawn) moves some of them, whatever kind of edit it was.
+NOVELTY_FEATURES: tuple[str, ...] = tuple(
+    n
+    for n in FEATURE_NAMES
+    if n.startswith(("height_z_", "width_z_", "baseline_", "glyph_"))
+    or n in ("stroke_z_max", "xratio_z_max")
+)
+
+
 _GAZETTEERS: dict[str, dict[str, tuple[str, ...]]] = {}
 
 

@@ -148,3 +148,66 @@ def deviations(profile: dict[str, Any], x: np.ndarray, groups: Sequence[str | No
         z = np.abs(x[i] - np.asarray(p["median"])) / np.asarray(p["spread"])
         out[i] = np.minimum(z, DEVIATION_CAP)
     return out
+
+
+# -- novelty: glyph measures outside the authentic pages' range -------------------------------
+NOVELTY_CAP = 20.0  # exceedances beyond this many authentic tail widths count as this many
+
+
+def fit_tail(x: np.ndarray, names: Sequence[str], quantile: float = 0.95) -> dict[str, Any]:
+    """Median and upper `quantile` of each feature over authentic pages: the width of the
+    authentic upper tail that `exceedance` measures in. The width is floored at a tenth of the
+    feature's standard deviation (else 1e-6), so a feature nearly constant on authentic pages
+    does not turn a small departure into a huge one."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != len(names):
+        raise ValueError(f"tail: expected [n, {len(names)}] authentic rows, got {x.shape}")
+    if not 0.5 < quantile <= 1.0:
+        raise ValueError(f"tail: quantile must be in (0.5, 1], got {quantile}")
+    if len(x) < 2:
+        raise ValueError(f"tail: {len(x)} authentic pages, at least 2 needed")
+    med = np.median(x, axis=0)
+    upper = np.quantile(x, quantile, axis=0)
+    width = np.maximum(upper - med, np.maximum(0.1 * x.std(axis=0), 1e-6))
+    return {
+        "names": list(names),
+        "median": [round(float(v), 8) for v in med],
+        "width": [round(float(v), 8) for v in width],
+        "quantile": quantile,
+    }
+
+
+def exceedance(tail: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """How far each feature sits above the authentic median, in authentic upper-tail widths
+    (0 below the median, capped at NOVELTY_CAP): [n, features]. 1 = the authentic quantile."""
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    z = (x - np.asarray(tail["median"])) / np.asarray(tail["width"])
+    return np.clip(z, 0.0, NOVELTY_CAP)
+
+
+def novelty(tail: dict[str, Any], x: np.ndarray, top: int = 2) -> np.ndarray:
+    """A page's novelty: the sum of its `top` largest exceedances [n]. Two rather than one, so
+    that a single noisy measure on an authentic page weighs less than a value whose height and
+    baseline both depart."""
+    e = np.sort(exceedance(tail, x), axis=1)[:, ::-1]
+    return e[:, : max(1, top)].sum(axis=1)
+
+
+def robust_scale(scores: np.ndarray) -> dict[str, float]:
+    """Median and robust spread (1.4826 x MAD, floored at 1e-6) of scores of authentic pages."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size == 0:
+        raise ValueError("robust_scale: no scores")
+    med = float(np.median(s))
+    return {"median": med, "spread": max(1.4826 * float(np.median(np.abs(s - med))), 1e-6)}
+
+
+def add_novelty(fused: np.ndarray, nov: np.ndarray, gate: dict[str, Any]) -> np.ndarray:
+    """The final log-odds: the supervised score, plus the novelty's excess over `gate["z"]`
+    robust spreads of authentic validation pages, in the supervised score's own spread.
+    Below the gate novelty adds nothing, so forgery kinds the supervised heads know keep their
+    ranking; above it, a page whose glyphs sit far outside every authentic page's is raised
+    whatever the heads learnt, which is what carries detection to kinds of edit never seen."""
+    f, n = gate["fused"], gate["novelty"]
+    z = (np.asarray(nov, dtype=np.float64) - n["median"]) / n["spread"]
+    return np.asarray(fused, dtype=np.float64) + f["spread"] * np.maximum(z - gate["z"], 0.0)

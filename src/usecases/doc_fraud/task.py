@@ -7,8 +7,11 @@ Two detectors and their fusion, all in one release:
    (`forensics`: noise level, JPEG block grids) feed a logistic regression (fitted on train,
    its suspicion features held to non-negative weights so that an unseen kind of edit that
    raises one cannot lower the score);
-3. fusion: a logistic regression over both detectors' log-odds, fitted on validation, with the
-   operating threshold set on validation at `data.max_fpr` false positives.
+3. fusion: a logistic regression over both detectors' log-odds, fitted on validation;
+4. novelty: how far the values' glyph measures sit above those of authentic training pages
+   (`heads.fit_tail`); beyond a gate set in robust spreads of authentic validation pages it
+   raises the fused log-odds, so an edit of a kind no head was trained on still shows.
+The operating threshold is set on validation at `data.max_fpr` false positives.
 A score only triggers a human inspection; it is never a decision.
 """
 
@@ -51,6 +54,7 @@ from usecases.core.task import UseCase
 from usecases.doc_fraud import heads
 from usecases.doc_fraud import models as _models  # noqa: F401  (registers the models)
 from usecases.doc_fraud.data import DOCUMENTS, Document, read_collection, read_documents
+from usecases.doc_fraud.features import NOVELTY_FEATURES
 from usecases.doc_fraud.features import SUSPICION_FEATURES as _FIELD_SUSPICION
 from usecases.doc_fraud.forensics import FORENSIC_SUSPICION, PIXEL_FEATURE_NAMES
 
@@ -75,6 +79,12 @@ class DocDataConfig(DataConfig):
     negatives_per_page: int = 8  # clean tiles sampled per training page
     ocr_workers: int = 0  # parallel Tesseract processes; 0 = one per CPU core
     max_fpr: float = 0.01  # operating point: false-positive rate allowed on validation
+    # Novelty (heads.fit_tail / add_novelty): tail quantile of authentic training pages, how
+    # many of a page's largest exceedances add up, and the gate in robust spreads of authentic
+    # validation pages above which novelty raises the score.
+    novelty_quantile: float = 0.95
+    novelty_top: int = 2
+    novelty_gate: float = 3.0
     layouts: list[str] = field(default_factory=lambda: ["benin", "niger"])
 
 
@@ -357,6 +367,10 @@ class DocFraud(UseCase):
         fields_head = heads.fit_logistic(
             x_train, y_train, names, nonneg=[n for n in names if n in suspicion(profile)]
         )
+        # Novelty is profiled on authentic pages only: it needs no example of an edit.
+        novel = [names.index(n) for n in NOVELTY_FEATURES]
+        tail = heads.fit_tail(x_train[y_train == 0][:, novel], NOVELTY_FEATURES, d.novelty_quantile)
+        tail["top"] = d.novelty_top
         x_val, _ = field_matrix([ocr[x.path] for x in val], ink_val, profile)
         fields_val = heads.logit(fields_head, x_val)
         y_val = np.array([x.label == "forged" for x in val], dtype=int)
@@ -364,12 +378,21 @@ class DocFraud(UseCase):
             np.stack([img_val, fields_val], axis=1), y_val, ["image_logit", "fields_logit"]
         )
         fused_val = heads.logit(fusion, np.stack([img_val, fields_val], axis=1))
-        threshold = heads.threshold_at_fpr(fused_val[y_val == 0], d.max_fpr)
+        nov_val = heads.novelty(tail, x_val[:, novel], d.novelty_top)
+        gate = {
+            "z": d.novelty_gate,
+            "fused": heads.robust_scale(fused_val[y_val == 0]),
+            "novelty": heads.robust_scale(nov_val[y_val == 0]),
+        }
+        final_val = heads.add_novelty(fused_val, nov_val, gate)
+        threshold = heads.threshold_at_fpr(final_val[y_val == 0], d.max_fpr)
         return {
             "heads": {
                 "profile": profile,
                 "fields": fields_head,
                 "fusion": fusion,
+                "tail": tail,
+                "gate": gate,
                 "threshold": threshold,
                 "max_fpr": d.max_fpr,
             }
@@ -386,12 +409,11 @@ class DocFraud(UseCase):
         ocr = self.ocr_results(cfg)
         img, heats, inks = self._page_scores(cfg, model, meta, test, ocr)
         h = meta["heads"]
-        x, _ = field_matrix([ocr[x.path] for x in test], inks, h.get("profile"))
-        fields_logit = heads.logit(h["fields"], x)
-        fused = heads.logit(h["fusion"], np.stack([img, fields_logit], axis=1))
-        flagged = fused > h["threshold"]
+        x, names = field_matrix([ocr[x.path] for x in test], inks, h.get("profile"))
+        s = scores(h, img, x, names)
+        flagged = s["final"] > h["threshold"]
         holdout = read_summary_holdout(self.processed_dir(cfg))
-        metrics = detection_metrics(test, img, fields_logit, fused, flagged, holdout)
+        metrics = detection_metrics(test, img, s, flagged, holdout)
         metrics["max_fpr"] = h["max_fpr"]  # the operating point chosen on validation
         accuracy = [
             field_accuracy(ocr[x.path].fields, x.fields)
@@ -411,12 +433,14 @@ class DocFraud(UseCase):
                 "name_origin",
                 "image_logit",
                 "fields_logit",
+                "novelty",
                 "score",
                 "flagged",
                 "failed_rules",
             ]
         )
-        for doc, a, b, s, f in zip(test, img, fields_logit, fused, flagged, strict=True):
+        rows = zip(test, img, s["fields"], s["novelty"], s["final"], flagged, strict=True)
+        for doc, a, b, n, final, f in rows:
             w.writerow(
                 [
                     doc.path,
@@ -426,7 +450,8 @@ class DocFraud(UseCase):
                     doc.name_origin,
                     f"{a:.4f}",
                     f"{b:.4f}",
-                    f"{heads.sigmoid(s):.6f}",
+                    f"{n:.4f}",
+                    f"{heads.sigmoid(final):.6f}",
                     int(f),
                     " ".join(failed_rules(ocr[doc.path])),
                 ]
@@ -472,7 +497,17 @@ class DocFraud(UseCase):
             if isinstance(ocr, dict) and "overall" in ocr
             else ""
         )
+        holdout = metrics.get("holdout_type")
+        novelty_line = (
+            f"Test AUROC on the kinds seen in training: {metrics['auroc']} "
+            f"({metrics['auroc_without_novelty']} without the glyph-novelty term); on the kind "
+            f"held out of training (`{holdout}`): {metrics['auroc_holdout']} "
+            f"({metrics['auroc_holdout_without_novelty']} without it).\n"
+            if holdout and "auroc_holdout_without_novelty" in metrics
+            else ""
+        )
         return f"""
+{novelty_line}
 Recall per forgery kind at the operating threshold (set on validation at {_pct(metrics.get("max_fpr", 0.01))} false alarms):
 
 | kind | recall |
@@ -527,15 +562,16 @@ split (a difference between groups would reveal a bias; groups are small):
                 model, image, meta["image_size"], meta["stride"], meta["mean"], meta["std"]
             )
             ink = pixel_features(image, result)
-            row, _ = field_matrix(
+            row, names = field_matrix(
                 [result], np.array([[ink[n] for n in PIXEL_FEATURE_NAMES]]), h.get("profile")
             )
-            fields_logit = float(heads.logit(h["fields"], row)[0])
-            img_logit = heads.prob_to_logit(prob)
-            fused = float(heads.logit(h["fusion"], np.array([[img_logit, fields_logit]]))[0])
+            s = {
+                k: float(v[0])
+                for k, v in scores(h, [heads.prob_to_logit(prob)], row, names).items()
+            }
             failed = failed_rules(result)
             no_text = result.n_words == 0
-            flagged = fused > h["threshold"] or no_text
+            flagged = s["final"] > h["threshold"] or no_text
             verdict = (
                 "not readable as a certificate: inspect"
                 if no_text
@@ -548,10 +584,11 @@ split (a difference between groups would reveal a bias; groups are small):
                 {
                     "input": path,
                     "verdict": verdict,
-                    "score": round(float(heads.sigmoid(fused)), 6),
+                    "score": round(float(heads.sigmoid(s["final"])), 6),
                     "threshold": round(float(heads.sigmoid(h["threshold"])), 6),
                     "image_score": round(prob, 6),
-                    "fields_score": round(float(heads.sigmoid(fields_logit)), 6),
+                    "fields_score": round(float(heads.sigmoid(s["fields"])), 6),
+                    "novelty": round(s["novelty"], 4),
                     "failed_checks": failed,
                     "fields": result.fields,
                     "layout": result.layout,
@@ -564,6 +601,22 @@ split (a difference between groups would reveal a bias; groups are small):
                 }
             )
         return out
+
+
+def scores(
+    h: dict[str, Any], image_logit: Any, x: np.ndarray, names: list[str]
+) -> dict[str, np.ndarray]:
+    """Every score of the fitted heads `h` for pages with image log-odds `image_logit` [n] and
+    fields-head rows `x` [n, names]: fields log-odds, their fusion with the image's, the
+    glyph novelty, and the final log-odds (fusion raised by novelty beyond its gate)."""
+    image_logit = np.asarray(image_logit, dtype=np.float64)
+    fields = heads.logit(h["fields"], x)
+    fused = heads.logit(h["fusion"], np.stack([image_logit, fields], axis=1))
+    tail = h["tail"]
+    novel = [names.index(n) for n in tail["names"]]
+    nov = heads.novelty(tail, np.atleast_2d(x)[:, novel], tail["top"])
+    final = heads.add_novelty(fused, nov, h["gate"])
+    return {"fields": fields, "fused": fused, "novelty": nov, "final": final}
 
 
 def suspicion(profile: dict[str, Any] | None) -> set[str]:
@@ -665,13 +718,13 @@ def recall_at_fpr(y: np.ndarray, s: np.ndarray, max_fpr: float) -> float:
 def detection_metrics(
     docs: list[Document],
     image_logit: np.ndarray,
-    fields_logit: np.ndarray,
-    fused: np.ndarray,
+    s: dict[str, np.ndarray],
     flagged: np.ndarray,
     holdout: str | None,
 ) -> dict[str, Any]:
-    """Test-split detection figures: seen forgery types, the held-out type, per type, per
-    layout and per name origin (the operating threshold was chosen on validation)."""
+    """Test-split detection figures from `scores(...)`: seen forgery types, the held-out type,
+    per type, per layout and per name origin (the operating threshold was chosen on
+    validation). Each detector alone, and the fusion without novelty, are scored beside."""
     from sklearn.metrics import roc_auc_score
 
     label = np.array([x.label == "forged" for x in docs])
@@ -683,12 +736,16 @@ def detection_metrics(
         y = label[mask]
         return round(float(roc_auc_score(y, s[mask])), 6) if 0 < y.sum() < len(y) else None
 
+    fused = s["final"]
     m["auroc"] = auroc(seen, fused)
     m["recall_at_1pct_fpr"] = round(recall_at_fpr(label[seen], fused[seen], 0.01), 6)
     m["auroc_image_only"] = auroc(seen, image_logit)
-    m["auroc_fields_only"] = auroc(seen, fields_logit)
+    m["auroc_fields_only"] = auroc(seen, s["fields"])
+    m["auroc_without_novelty"] = auroc(seen, s["fused"])
+    m["auroc_novelty_only"] = auroc(seen, s["novelty"])
     if holdout:
         m["auroc_holdout"] = auroc(~label | (kind == holdout), fused)
+        m["auroc_holdout_without_novelty"] = auroc(~label | (kind == holdout), s["fused"])
     auth = ~label
     # At the validation threshold; the core writes it to confusion.csv / confusion_matrix.json.
     m["confusion_matrix"] = {
