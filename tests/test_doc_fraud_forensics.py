@@ -131,7 +131,7 @@ def test_deviation_from_the_authentic_profile_is_per_layout_and_two_sided():
 def test_novelty_measures_glyphs_in_authentic_tail_widths_and_only_upwards():
     rng = np.random.default_rng(0)
     authentic = rng.normal([1.0, 0.02], [0.5, 0.01], size=(200, 2))
-    tail = heads.fit_tail(authentic, ["height", "baseline"], quantile=0.95)
+    tail = heads.fit_tail(authentic, ["height", "baseline"], quantile=0.95, top=2)
     e = heads.exceedance(tail, np.array([[1.0, 0.02], [-5.0, -1.0], [1.0, 0.12], [1e9, 0.0]]))
     assert e[0].max() < 0.1 and e[1].max() == 0.0  # at the median; below it is not suspicious
     assert e[2, 1] > 4 and e[2, 0] < 0.1  # a baseline 10 spreads up: about 6 tail widths
@@ -139,10 +139,14 @@ def test_novelty_measures_glyphs_in_authentic_tail_widths_and_only_upwards():
     # The authentic pages themselves: about 5 % above one tail width per feature.
     frac = (heads.exceedance(tail, authentic) > 1).mean(axis=0)
     assert np.all((frac > 0.02) & (frac < 0.08))
-    nov = heads.novelty(tail, np.array([[1.0, 0.12], [3.0, 0.12]]), top=2)
+    nov = heads.novelty(tail, np.array([[1.0, 0.12], [3.0, 0.12]]))
     assert nov[1] > nov[0] > 4  # two departures add up
+    one = heads.novelty({**tail, "top": 1}, np.array([[3.0, 0.12]]))
+    assert one[0] == heads.exceedance(tail, np.array([[3.0, 0.12]])).max() < nov[1]
     with pytest.raises(ValueError, match="quantile"):
         heads.fit_tail(authentic, ["height", "baseline"], quantile=0.3)
+    with pytest.raises(ValueError, match="top"):
+        heads.fit_tail(authentic, ["height", "baseline"], top=0)
     with pytest.raises(ValueError, match="authentic rows"):
         heads.fit_tail(authentic, ["height"])
 

@@ -154,11 +154,14 @@ def deviations(profile: dict[str, Any], x: np.ndarray, groups: Sequence[str | No
 NOVELTY_CAP = 20.0  # exceedances beyond this many authentic tail widths count as this many
 
 
-def fit_tail(x: np.ndarray, names: Sequence[str], quantile: float = 0.95) -> dict[str, Any]:
+def fit_tail(
+    x: np.ndarray, names: Sequence[str], quantile: float = 0.95, top: int = 2
+) -> dict[str, Any]:
     """Median and upper `quantile` of each feature over authentic pages: the width of the
     authentic upper tail that `exceedance` measures in. The width is floored at a tenth of the
     feature's standard deviation (else 1e-6), so a feature nearly constant on authentic pages
-    does not turn a small departure into a huge one."""
+    does not turn a small departure into a huge one. `top`: how many of a page's largest
+    exceedances its `novelty` adds up."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != len(names):
         raise ValueError(f"tail: expected [n, {len(names)}] authentic rows, got {x.shape}")
@@ -166,6 +169,8 @@ def fit_tail(x: np.ndarray, names: Sequence[str], quantile: float = 0.95) -> dic
         raise ValueError(f"tail: quantile must be in (0.5, 1], got {quantile}")
     if len(x) < 2:
         raise ValueError(f"tail: {len(x)} authentic pages, at least 2 needed")
+    if top < 1:
+        raise ValueError(f"tail: top must be at least 1, got {top}")
     med = np.median(x, axis=0)
     upper = np.quantile(x, quantile, axis=0)
     width = np.maximum(upper - med, np.maximum(0.1 * x.std(axis=0), 1e-6))
@@ -174,6 +179,7 @@ def fit_tail(x: np.ndarray, names: Sequence[str], quantile: float = 0.95) -> dic
         "median": [round(float(v), 8) for v in med],
         "width": [round(float(v), 8) for v in width],
         "quantile": quantile,
+        "top": top,
     }
 
 
@@ -185,12 +191,12 @@ def exceedance(tail: dict[str, Any], x: np.ndarray) -> np.ndarray:
     return np.clip(z, 0.0, NOVELTY_CAP)
 
 
-def novelty(tail: dict[str, Any], x: np.ndarray, top: int = 2) -> np.ndarray:
-    """A page's novelty: the sum of its `top` largest exceedances [n]. Two rather than one, so
-    that a single noisy measure on an authentic page weighs less than a value whose height and
-    baseline both depart."""
+def novelty(tail: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """A page's novelty: the sum of its `tail["top"]` largest exceedances [n]. Two rather than
+    one by default, so that a single noisy measure on an authentic page weighs less than a
+    value whose height and baseline both depart."""
     e = np.sort(exceedance(tail, x), axis=1)[:, ::-1]
-    return e[:, : max(1, top)].sum(axis=1)
+    return e[:, : tail["top"]].sum(axis=1)
 
 
 def robust_scale(scores: np.ndarray) -> dict[str, float]:

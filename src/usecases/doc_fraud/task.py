@@ -339,7 +339,8 @@ class DocFraud(UseCase):
         return np.array(logits), heats, np.array(inks, dtype=np.float64)
 
     def fit_heads(self, cfg: Config, model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
-        """Fields head on train, fusion and threshold on validation; stored in the weights."""
+        """Fields head and glyph-novelty tail on train; fusion, novelty gate and threshold on
+        validation; all stored in the weights."""
         d: DocDataConfig = cfg.data  # type: ignore[assignment]
         ocr = self.ocr_results(cfg)
         train, val = self.documents(cfg, "train"), self.documents(cfg, "val")
@@ -369,8 +370,9 @@ class DocFraud(UseCase):
         )
         # Novelty is profiled on authentic pages only: it needs no example of an edit.
         novel = [names.index(n) for n in NOVELTY_FEATURES]
-        tail = heads.fit_tail(x_train[y_train == 0][:, novel], NOVELTY_FEATURES, d.novelty_quantile)
-        tail["top"] = d.novelty_top
+        tail = heads.fit_tail(
+            x_train[y_train == 0][:, novel], NOVELTY_FEATURES, d.novelty_quantile, d.novelty_top
+        )
         x_val, _ = field_matrix([ocr[x.path] for x in val], ink_val, profile)
         fields_val = heads.logit(fields_head, x_val)
         y_val = np.array([x.label == "forged" for x in val], dtype=int)
@@ -378,7 +380,7 @@ class DocFraud(UseCase):
             np.stack([img_val, fields_val], axis=1), y_val, ["image_logit", "fields_logit"]
         )
         fused_val = heads.logit(fusion, np.stack([img_val, fields_val], axis=1))
-        nov_val = heads.novelty(tail, x_val[:, novel], d.novelty_top)
+        nov_val = heads.novelty(tail, x_val[:, novel])
         gate = {
             "z": d.novelty_gate,
             "fused": heads.robust_scale(fused_val[y_val == 0]),
@@ -614,7 +616,7 @@ def scores(
     fused = heads.logit(h["fusion"], np.stack([image_logit, fields], axis=1))
     tail = h["tail"]
     novel = [names.index(n) for n in tail["names"]]
-    nov = heads.novelty(tail, np.atleast_2d(x)[:, novel], tail["top"])
+    nov = heads.novelty(tail, np.atleast_2d(x)[:, novel])
     final = heads.add_novelty(fused, nov, h["gate"])
     return {"fields": fields, "fused": fused, "novelty": nov, "final": final}
 
