@@ -246,6 +246,38 @@ def test_min_length_bars_the_end_token_per_row():
     assert out[0, EOS + 1] == 0
 
 
+def test_decoder_start_is_the_target_tag_in_training_and_decoding(tmp_path):
+    import torch
+
+    from usecases.translation.batching import collate
+    from usecases.translation.models import pre_tiny
+
+    proto = train_spm(FR + FON + EN + FUV, ["fra", "fon"], 120, tmp_path / "a.model").read_bytes()
+    pad_start, tag_start = Vocab(proto), Vocab(proto, "tag")
+    assert pad_start.start_for("fon") == pad_start.pad_id
+    assert tag_start.start_for("fon") == tag_start.tag_id("fon") != tag_start.start_for("fra")
+    with pytest.raises(ValueError, match="decoder_start 'bos'"):
+        Vocab(proto, "bos")
+    examples = [
+        {"src_ids": [5, 6, EOS], "tgt_ids": [7, 8, EOS], "start_id": tag_start.tag_id("fon")},
+        {"src_ids": [9, EOS], "tgt_ids": [10, EOS], "start_id": tag_start.tag_id("fra")},
+    ]
+    batch = collate(examples)
+    assert batch["decoder_input_ids"][:, 0].tolist() == batch["starts"]
+    assert batch["decoder_input_ids"][0].tolist() == [tag_start.tag_id("fon"), 7, 8]
+    assert batch["labels"][1].tolist() == [10, EOS, -100]
+    assert "start_id" not in batch
+    # Each row of a mixed batch starts from its own tag, greedy and beam alike.
+    torch.manual_seed(0)
+    model = pre_tiny(vocab_size=len(tag_start))
+    sources = [e["src_ids"] for e in examples]
+    for beams in (1, 2):
+        opts = DecodeOptions(beams=beams, length_b=3)
+        out = generate(model, sources, opts, tag_start, starts=batch["starts"])
+        assert [row[0] for row in out] == batch["starts"]
+        assert tag_start.decode(out)[0].find("<2") == -1  # the tag never shows in text
+
+
 def test_length_ratios_are_medians_of_the_training_pairs(tmp_path):
     v = Vocab(train_spm(FR + FON + EN + FUV, ["fra", "fon"], 120, tmp_path / "a.model"))
     pairs = [

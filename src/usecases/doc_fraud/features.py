@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from usecases.doc_fraud.heads import median_spread
 from usecases.doc_fraud.synth.fields import FIELDS, RULES, check_consistency
 from usecases.doc_fraud.synth.render import FIELD_LABELS
 
@@ -196,9 +197,8 @@ def robust_z(values: dict[str, float], floor: float) -> dict[str, float]:
     identical values does not turn a fraction of a pixel into a large score."""
     if len(values) < 3:
         return {}
-    arr = np.array(list(values.values()), dtype=np.float64)
-    med = float(np.median(arr))
-    spread = max(1.4826 * float(np.median(np.abs(arr - med))), floor)
+    med, spread = median_spread(list(values.values()))
+    spread = max(float(spread), floor)
     return {k: float(np.clip((v - med) / spread, -Z_CAP, Z_CAP)) for k, v in values.items()}
 
 

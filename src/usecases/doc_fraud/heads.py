@@ -105,6 +105,14 @@ DEVIATION_CAP = 20.0  # beyond this many robust spreads a page is simply "far"
 POOLED = "*"  # the profile of every authentic page, for a page whose layout was not read
 
 
+def median_spread(x: Any, axis: int | None = None) -> tuple[Any, Any]:
+    """Median and robust spread (1.4826 x the median absolute deviation, which equals the
+    standard deviation on normal data) of `x`, over all values or along `axis`."""
+    x = np.asarray(x, dtype=np.float64)
+    med = np.median(x, axis=axis)
+    return med, 1.4826 * np.median(np.abs(x - med), axis=axis)
+
+
 def fit_profile(
     x: np.ndarray, groups: Sequence[str | None], names: Sequence[str], min_rows: int = 5
 ) -> dict[str, Any]:
@@ -120,8 +128,7 @@ def fit_profile(
     pooled_floor = np.maximum(1e-3 * x.std(axis=0), 1e-6)
 
     def stats(rows: np.ndarray) -> dict[str, list[float]]:
-        med = np.median(rows, axis=0)
-        mad = 1.4826 * np.median(np.abs(rows - med), axis=0)
+        med, mad = median_spread(rows, axis=0)
         spread = np.maximum(np.maximum(mad, 0.1 * rows.std(axis=0)), pooled_floor)
         return {
             "median": [round(float(v), 8) for v in med],
@@ -201,11 +208,10 @@ def novelty(tail: dict[str, Any], x: np.ndarray) -> np.ndarray:
 
 def robust_scale(scores: np.ndarray) -> dict[str, float]:
     """Median and robust spread (1.4826 x MAD, floored at 1e-6) of scores of authentic pages."""
-    s = np.asarray(scores, dtype=np.float64)
-    if s.size == 0:
+    if np.size(scores) == 0:
         raise ValueError("robust_scale: no scores")
-    med = float(np.median(s))
-    return {"median": med, "spread": max(1.4826 * float(np.median(np.abs(s - med))), 1e-6)}
+    med, spread = median_spread(scores)
+    return {"median": float(med), "spread": max(float(spread), 1e-6)}
 
 
 def add_novelty(fused: np.ndarray, nov: np.ndarray, gate: dict[str, Any]) -> np.ndarray:

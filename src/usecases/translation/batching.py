@@ -96,16 +96,20 @@ def pad(seqs: list[list[int]], value: int) -> torch.Tensor:
 
 def collate(examples: list[dict], pad_id: int = PAD, start_id: int = PAD) -> dict:
     """Padded source, decoder input (start token + target[:-1]) and labels (-100 on padding);
-    other fields (reference text, direction) pass through as lists."""
+    an example's own `start_id` (its target's tag) replaces `start_id`; other fields (reference
+    text, direction) pass through as lists."""
     src = pad([e["src_ids"] for e in examples], pad_id)
-    tgt = [e["tgt_ids"] for e in examples]
+    starts = [e.get("start_id", start_id) for e in examples]
     batch = {
         "input_ids": src,
         "attention_mask": pad([[1] * len(e["src_ids"]) for e in examples], 0),
-        "decoder_input_ids": pad([[start_id, *t[:-1]] for t in tgt], pad_id),
-        "labels": pad(tgt, IGNORE),
+        "decoder_input_ids": pad(
+            [[s, *e["tgt_ids"][:-1]] for s, e in zip(starts, examples, strict=True)], pad_id
+        ),
+        "labels": pad([e["tgt_ids"] for e in examples], IGNORE),
+        "starts": starts,
     }
     for key in examples[0]:
-        if key not in ("src_ids", "tgt_ids"):
+        if key not in ("src_ids", "tgt_ids", "start_id"):
             batch[key] = [e[key] for e in examples]
     return batch

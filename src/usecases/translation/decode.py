@@ -69,9 +69,13 @@ def generate(
     opts: DecodeOptions,
     codec: Codec,
     min_ratio: float = 0.0,
+    starts: list[int] | None = None,
 ) -> list[list[int]]:
     """Token ids out for token ids in, in input order; batches are sorted by length. With
-    `min_ratio`, no output ends before min_ratio x its source's tokens."""
+    `min_ratio`, no output ends before min_ratio x its source's tokens; `starts` gives each
+    sentence's first decoder input (default: the codec's `start_id`)."""
+    from transformers import LogitsProcessorList
+
     model.eval()
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     out: list[list[int]] = [[] for _ in sources]
@@ -81,8 +85,6 @@ def generate(
         max_new = int(opts.length_a * x.shape[1] + opts.length_b)
         extra = {}
         if min_ratio > 0:
-            from transformers import LogitsProcessorList
-
             floor = torch.tensor([int(min_ratio * source_length(sources[i])) for i in idx])
             floor = floor.clamp(max=max_new - 1).repeat_interleave(opts.beams)
             extra["logits_processor"] = LogitsProcessorList([MinLength(floor, codec.eos_id)])
@@ -94,7 +96,9 @@ def generate(
             max_new_tokens=max_new,
             no_repeat_ngram_size=opts.no_repeat_ngram,
             repetition_penalty=opts.repetition_penalty,
-            decoder_start_token_id=codec.start_id,
+            decoder_start_token_id=torch.tensor(
+                [codec.start_id if starts is None else starts[i] for i in idx]
+            ),
             pad_token_id=codec.pad_id,
             eos_token_id=codec.eos_id,
             early_stopping=opts.beams > 1,
@@ -128,7 +132,8 @@ class Translator:
             pieces += parts
             owner += [k] * len(parts)
         ratio = opts.min_length * self.length_ratios.get(f"{src_lang}-{tgt_lang}", 1.0)
-        ids = generate(self.model, pieces, opts, self.vocab, ratio) if pieces else []
+        start = [self.vocab.start_for(tgt_lang)] * len(pieces)
+        ids = generate(self.model, pieces, opts, self.vocab, ratio, start) if pieces else []
         out = [""] * len(texts)
         for k, text in zip(owner, self.vocab.decode(ids), strict=True):
             out[k] = f"{out[k]} {text}".strip()

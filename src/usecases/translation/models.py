@@ -14,20 +14,23 @@ from usecases.core.registry import register_model
 from usecases.translation.vocab import EOS, PAD
 
 SIZES = {
-    # d_model, layers (encoder = decoder), heads, feed-forward
-    "marian_tiny": (256, 3, 4, 1024),
-    "marian_small": (512, 6, 8, 2048),
+    # d_model, encoder layers, decoder layers, heads, feed-forward
+    "marian_tiny": (256, 3, 3, 4, 1024),
+    "marian_small": (512, 6, 6, 8, 2048),
+    # Deep encoder, shallow decoder (Kasai et al. 2021): the training cost of 3+3, cheaper steps
+    # when decoding.
+    "marian_deep_shallow": (256, 6, 1, 4, 1024),
 }
 
 
 def _shape(name: str, vocab_size: int, dropout: float, max_positions: int) -> dict[str, Any]:
     """Config keywords shared by the Marian and pre-norm layouts (BART-family names)."""
-    d, layers, heads, ff = SIZES[name]
+    d, enc, dec, heads, ff = SIZES[name]
     return {
         "vocab_size": vocab_size,
         "d_model": d,
-        "encoder_layers": layers,
-        "decoder_layers": layers,
+        "encoder_layers": enc,
+        "decoder_layers": dec,
         "encoder_attention_heads": heads,
         "decoder_attention_heads": heads,
         "encoder_ffn_dim": ff,
@@ -70,6 +73,15 @@ def prenorm(name: str, vocab_size: int, dropout: float = 0.1, max_positions: int
 def pre_tiny(pretrained: bool = False, vocab_size: int = 8000, dropout: float = 0.1, **_: Any):
     """Pre-layer-norm Transformer 3+3 layers, d=256 (mBART block layout, about 7.8 M parameters)."""
     return prenorm("pre_tiny", vocab_size, dropout)
+
+
+@register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
+def pre_deep_shallow(
+    pretrained: bool = False, vocab_size: int = 8000, dropout: float = 0.1, **_: Any
+):
+    """Pre-layer-norm Transformer, 6 encoder layers and 1 decoder layer, d=256 (8.1 M
+    parameters): each decoding step runs one layer instead of three."""
+    return prenorm("pre_deep_shallow", vocab_size, dropout)
 
 
 @register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")

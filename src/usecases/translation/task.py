@@ -62,6 +62,7 @@ class MTDataConfig(DataConfig):
     no_repeat_ngram: int = 3
     repetition_penalty: float = 1.2
     min_length: float = 0.0  # see DecodeOptions.min_length
+    decoder_start: str = "pad"  # the decoder's first input: "pad", or "tag" (the target's tag)
 
 
 def read_summary_labels(processed: Path) -> list[str]:
@@ -185,6 +186,7 @@ class Translation(UseCase):
             codec = {
                 "spm_model": base64.b64encode(proto).decode("ascii"),
                 "vocab_size": d.vocab_size,
+                "decoder_start": d.decoder_start,
             }
         return {
             "arch": cfg.model.name,
@@ -230,17 +232,18 @@ class Translation(UseCase):
     @staticmethod
     def vocab(meta: dict[str, Any]) -> Codec:
         if "spm_model" in meta:
-            return Vocab(base64.b64decode(meta["spm_model"]))
+            # Releases older than the `decoder_start` option started the decoder with pad.
+            return Vocab(base64.b64decode(meta["spm_model"]), meta.get("decoder_start", "pad"))
         return HFCodec(meta["hf_checkpoint"], meta["languages"])
 
     def _codec(self, cfg: Config, languages: list[str]) -> Codec:
         if cfg.model.name == HF_MODEL:
             return HFCodec(str(cfg.model.weights), languages)
-        return Vocab(self.processed_dir(cfg) / SPM_FILE)
+        return Vocab(self.processed_dir(cfg) / SPM_FILE, _d(cfg).decoder_start)
 
     # -- training ---------------------------------------------------------------------------
     def _examples(
-        self, vocab: Vocab, rows: list[tuple[str, str, str, str]], max_tokens: int | None
+        self, vocab: Codec, rows: list[tuple[str, str, str, str]], max_tokens: int | None
     ):
         """rows of (src_lang, tgt_lang, src, tgt) -> encoded examples."""
         by_tgt: dict[str, list[int]] = defaultdict(list)
@@ -250,8 +253,15 @@ class Translation(UseCase):
         for tgt, idx in by_tgt.items():
             src_ids = vocab.encode_source([rows[i][2] for i in idx], tgt, max_tokens)
             tgt_ids = vocab.encode_target([rows[i][3] for i in idx], max_tokens)
+            start = vocab.start_for(tgt)
             for i, s, t in zip(idx, src_ids, tgt_ids, strict=True):
-                out[i] = {"src_ids": s, "tgt_ids": t, "ref": rows[i][3], "tgt_lang": tgt}
+                out[i] = {
+                    "src_ids": s,
+                    "tgt_ids": t,
+                    "start_id": start,
+                    "ref": rows[i][3],
+                    "tgt_lang": tgt,
+                }
         return out
 
     def datasets(self, cfg: Config, meta: dict[str, Any]):
@@ -350,7 +360,7 @@ class Translation(UseCase):
                         batch["input_ids"].cpu(), batch["attention_mask"].cpu(), strict=True
                     )
                 ]
-                vocab_ids += generate(model, sources, opts, vocab)
+                vocab_ids += generate(model, sources, opts, vocab, starts=batch["starts"])
                 refs += batch["ref"]
             hyps = vocab.decode(vocab_ids)
             chrf = CHRF(word_order=2).corpus_score(hyps, [refs]).score if hyps else 0.0

@@ -1,5 +1,7 @@
 """One shared SentencePiece vocabulary for every language, with a target-language tag per
-language (`<2fon>`): the source is `<2tgt> source </s>`, the target `target </s>`.
+language (`<2fon>`): the source is `<2tgt> source </s>`, the target `target </s>`. The decoder's
+first input is either the pad token (`decoder_start="pad"`) or the target's tag again
+(`"tag"`), which tells the decoder from its first step which language to write.
 
 Training is deterministic: the sentences go in a fixed order, one thread, no sampling.
 """
@@ -13,6 +15,7 @@ from typing import Protocol
 from usecases.core.data import DataError
 
 PAD, UNK, EOS = 0, 1, 2
+DECODER_STARTS = ("pad", "tag")
 
 
 def tag(lang: str) -> str:
@@ -60,10 +63,11 @@ class Codec(Protocol):
 
     pad_id: int
     eos_id: int
-    start_id: int  # the decoder's first input
+    start_id: int  # the decoder's first input, unless `start_for` names the target's tag
 
     def __len__(self) -> int: ...
     def tag_id(self, lang: str) -> int: ...
+    def start_for(self, lang: str) -> int: ...
     def encode_source(
         self, texts: list[str], tgt_lang: str, max_tokens: int | None = None
     ) -> list[list[int]]: ...
@@ -76,8 +80,14 @@ class Vocab:
 
     pad_id, eos_id, start_id = PAD, EOS, PAD
 
-    def __init__(self, model: bytes | Path) -> None:
+    def __init__(self, model: bytes | Path, decoder_start: str = "pad") -> None:
         import sentencepiece as spm
+
+        if decoder_start not in DECODER_STARTS:
+            raise ValueError(
+                f"decoder_start {decoder_start!r}: expected one of {', '.join(DECODER_STARTS)}"
+            )
+        self.decoder_start = decoder_start
 
         data = Path(model).read_bytes() if isinstance(model, Path) else model
         self.sp = spm.SentencePieceProcessor(model_proto=data)
@@ -94,6 +104,10 @@ class Vocab:
         if i == UNK:
             raise DataError(f"language {lang!r} has no tag {tag(lang)} in this vocabulary")
         return i
+
+    def start_for(self, lang: str) -> int:
+        """The decoder's first input when writing `lang`."""
+        return self.tag_id(lang) if self.decoder_start == "tag" else self.start_id
 
     def encode_source(
         self, texts: list[str], tgt_lang: str, max_tokens: int | None = None
@@ -142,6 +156,9 @@ class HFCodec:
         if i is None or i == self.tok.unk_token_id:
             raise DataError(f"language {lang!r} has no tag {tag(lang)} in this tokenizer")
         return i
+
+    def start_for(self, lang: str) -> int:
+        return self.start_id  # a pretrained checkpoint keeps its own decoder start
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
         return self.tok(list(texts), add_special_tokens=False)["input_ids"] if texts else []
