@@ -47,6 +47,7 @@ full-mt: data  ## translation `full` preset: up to 6,000 updates, beam 4 (2 CPU 
 	$(BIN)/zoo train translation experiment=mt_full $(MT_FULL_ARGS) $(TRAIN_FLAGS)
 	$(BIN)/zoo evaluate translation experiment=mt_full $(MT_FULL_ARGS)
 	$(BIN)/zoo report translation experiment=mt_full $(MT_FULL_ARGS)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro index
 
 full-speech: data  ## speech `full` preset: crnn, 10 epochs per language (about 1 h for both on 2 CPU cores)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro prepare@speech
