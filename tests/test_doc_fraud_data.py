@@ -92,6 +92,38 @@ def test_logistic_head_round_trips_through_json():
         heads.fit_logistic(x, y, ["a", "b"])
 
 
+def test_experts_one_per_kind_scaled_on_authentic_pages():
+    rng = np.random.default_rng(1)
+    n = 120
+    x = rng.normal(size=(3 * n + 3, 3))
+    kinds = [""] * n + ["stamp"] * n + ["digits"] * n + ["rare"] * 3
+    x[n : 2 * n, 0] += 3.0  # stamps show in feature a, digit edits in feature b
+    x[2 * n : 3 * n, 1] += 3.0
+    head = json.loads(json.dumps(heads.fit_experts(x, kinds, ["a", "b", "c"], c=1.0)))
+    by_kind = {e["kind"]: e for e in head["experts"]}
+    # Kinds with too few pages share the catch-all expert.
+    assert set(by_kind) == {"digits", "stamp", heads.ANY_KIND}
+    assert by_kind[heads.ANY_KIND]["kinds"] == ["rare"]
+    assert np.argmax(by_kind["stamp"]["coef"]) == 0 and np.argmax(by_kind["digits"]["coef"]) == 1
+    # Each expert is standardised on authentic rows: their median sits at 0, spread 1.
+    z = heads.expert_logits(head, x[:n])
+    assert z.shape == (n, 3)
+    assert np.allclose(np.median(z, axis=0), 0.0, atol=1e-6)
+    score = heads.expert_logit(head, x)
+    assert (score[n : 3 * n] > np.quantile(score[:n], 0.9)).mean() > 0.8
+    assert heads.expert_kinds(head) == [e["kind"] for e in head["experts"]]
+    # A collection labelled only authentic/forged gets one expert, the plain head.
+    single = heads.fit_experts(
+        x, ["" if k == "" else heads.ANY_KIND for k in kinds], ["a", "b", "c"]
+    )
+    assert [e["kind"] for e in single["experts"]] == [heads.ANY_KIND]
+    # A plain logistic head (older releases) scores through the same function.
+    plain = heads.fit_logistic(x, np.array([k != "" for k in kinds], dtype=int), ["a", "b", "c"])
+    assert np.allclose(heads.expert_logit(plain, x), heads.logit(plain, x))
+    with pytest.raises(ValueError, match="authentic and forged"):
+        heads.fit_experts(x[:n], kinds[:n], ["a", "b", "c"])
+
+
 def test_threshold_at_fpr_bounds_false_positives():
     authentic = np.array([0.1, 0.5, 0.2, 0.9, 0.3, 0.4, 0.05, 0.6, 0.7, 0.8])
     t0 = heads.threshold_at_fpr(authentic, 0.0)

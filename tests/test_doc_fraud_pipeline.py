@@ -67,11 +67,18 @@ def test_release_holds_the_heads_and_test_figures(project):
     assert set(meta["heads"]) >= {"fields", "fusion", "tail", "gate", "threshold"}
     assert meta["heads"]["tail"]["names"] == list(NOVELTY_FEATURES)
     fields = meta["heads"]["fields"]
-    assert len(fields["coef"]) == len(fields["names"])
-    # Deviations from the authentic pages' profile are suspicion features: never negative.
-    dev = [c for n, c in zip(fields["names"], fields["coef"], strict=True) if n.startswith("dev_")]
+    # One expert per forgery kind seen in training (the tiny corpus may pool rare kinds); the
+    # held-out kind never has one.
+    experts = fields["experts"]
+    kinds = {k for e in experts for k in e["kinds"]}
+    summary = json.loads((Path(cfg.paths.processed) / "doc_fraud" / "summary.json").read_text())
+    assert kinds and summary["holdout_type"] not in kinds
     assert meta["heads"]["profile"]["names"] == [n for n in fields["names"] if n.startswith("dev_")]
-    assert len(dev) > 0 and min(dev) >= 0.0
+    for e in experts:
+        assert len(e["coef"]) == len(e["names"]) == len(fields["names"]) and e["spread"] > 0
+        # Deviations from the authentic pages' profile are suspicion features: never negative.
+        dev = [c for n, c in zip(e["names"], e["coef"], strict=True) if n.startswith("dev_")]
+        assert len(dev) > 0 and min(dev) >= 0.0
     for key in (
         "auroc",
         "recall_at_1pct_fpr",

@@ -187,6 +187,11 @@ def test_ink_features_see_the_stamp():
     blank = page.copy()
     blank[y0:y1, x0:x1] = np.median(page.reshape(-1, 3), axis=0).astype(np.uint8)
     assert ink_features(blank)["light_fraction"] < 0.5 * feats["light_fraction"]
+    # The stamp itself is found where it was drawn, and is gone from the blanked page.
+    h, w = page.shape[:2]
+    assert x0 / w < feats["stamp_cx"] < x1 / w and y0 / h < feats["stamp_cy"] < y1 / h
+    assert feats["stamp_area"] > 0 and 0 < feats["stamp_tone"] < 1 and feats["stamp_edge"] > 0
+    assert ink_features(blank)["stamp_area"] < 0.2 * feats["stamp_area"]
     # The same page with its stamp forgery (copied, missing or moved) reads differently.
     forged = ink_features(decode_jpeg(render_document(spec, seed=1).jpeg))
     assert any(abs(forged[n] - feats[n]) > 1e-3 for n in INK_FEATURE_NAMES)

@@ -1,8 +1,9 @@
 """Small linear models stored as JSON in the release's weight metadata (nothing pickled).
 
-Two heads sit on the tile CNN: a logistic regression over OCR, rule and ink features (the
-"fields" detector), and a logistic fusion of the two detectors' logits. Both are fitted with
-scikit-learn and kept as plain numbers: mean, scale, coefficients, intercept.
+Two heads sit on the tile CNN: logistic regressions over OCR, rule and ink features, one per
+kind of forgery (the "fields" detector, `fit_experts`), and a logistic fusion of the two
+detectors' logits. All are fitted with scikit-learn and kept as plain numbers: mean, scale,
+coefficients, intercept.
 """
 
 from __future__ import annotations
@@ -71,6 +72,72 @@ def logit(head: dict[str, Any], x: np.ndarray) -> np.ndarray:
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     z = (x - np.asarray(head["mean"])) / np.asarray(head["scale"])
     return z @ np.asarray(head["coef"]) + head["intercept"]
+
+
+# -- one expert per kind of forgery ---------------------------------------------------------
+EXPERT_MIN_ROWS = 5  # forged training pages a kind needs for an expert of its own
+ANY_KIND = "forged"  # the expert of forged pages whose kind is unknown or too rare
+
+
+def fit_experts(
+    x: np.ndarray,
+    kinds: Sequence[str],
+    names: Sequence[str],
+    c: float = 1.0,
+    nonneg: Sequence[str] = (),
+    min_rows: int = EXPERT_MIN_ROWS,
+) -> dict[str, Any]:
+    """One logistic head per kind of forgery (authentic pages against that kind only), each
+    put on the scale of its own authentic training pages: (log-odds - median) / robust spread.
+
+    `kinds[i]` is "" for an authentic page, else its forgery kind ("" kinds of forged pages
+    must be given as ANY_KIND). Kinds with fewer than `min_rows` pages are pooled into one
+    ANY_KIND expert; a collection labelled only authentic/forged therefore gets a single expert,
+    the plain logistic head. A page's score is its most alarmed expert (`expert_logit`):
+    forgeries of different kinds leave traces in different features, and one head over all of
+    them averages each trace down by the share of pages that do not carry it."""
+    x = np.asarray(x, dtype=np.float64)
+    kinds = np.asarray([k or "" for k in kinds], dtype=object)
+    authentic = kinds == ""
+    if authentic.sum() < 2 or (~authentic).sum() < 1:
+        raise ValueError("fit_experts: need authentic and forged training rows")
+    counts = {k: int((kinds == k).sum()) for k in sorted(set(kinds[~authentic].tolist()))}
+    rare = [k for k, n in counts.items() if n < min_rows or k == ANY_KIND]
+    groups = {k: [k] for k in counts if k not in rare}
+    if rare:
+        groups[ANY_KIND] = rare
+    experts = []
+    for name, members in sorted(groups.items()):
+        rows = authentic | np.isin(kinds, members)
+        head = fit_logistic(x[rows], (~authentic[rows]).astype(int), names, c=c, nonneg=nonneg)
+        med, spread = median_spread(logit(head, x[authentic]))
+        experts.append(
+            {
+                "kind": name,
+                "kinds": list(members),
+                **head,
+                "centre": round(float(med), 8),
+                "spread": round(max(float(spread), 1e-6), 8),
+            }
+        )
+    return {"names": list(names), "experts": experts}
+
+
+def expert_logits(head: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """Each expert's standardised log-odds [n, experts] (a plain logistic head: [n, 1])."""
+    if "experts" not in head:
+        return logit(head, x)[:, None]
+    cols = [(logit(e, x) - e["centre"]) / e["spread"] for e in head["experts"]]
+    return np.stack(cols, axis=1)
+
+
+def expert_logit(head: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """The fields score of rows `x`: the most alarmed expert's standardised log-odds [n]."""
+    return expert_logits(head, x).max(axis=1)
+
+
+def expert_kinds(head: dict[str, Any]) -> list[str]:
+    return [e["kind"] for e in head["experts"]] if "experts" in head else [ANY_KIND]
 
 
 def vector(features: dict[str, float], names: Sequence[str]) -> list[float]:

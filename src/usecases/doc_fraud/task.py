@@ -3,10 +3,11 @@
 Two detectors and their fusion, all in one release:
 1. pixels: `doc_tilecnn` scores page tiles (heat map; page score = its aggregate);
 2. fields: Tesseract reads the fields (in `prepare`, once per document), rule checks and OCR
-   confidence/geometry plus page ink statistics and pixel forensics around the values read
-   (`forensics`: noise level, JPEG block grids) feed a logistic regression (fitted on train,
-   its suspicion features held to non-negative weights so that an unseen kind of edit that
-   raises one cannot lower the score);
+   confidence/geometry plus page ink and stamp statistics and pixel forensics around the
+   values read (`forensics`: noise level, JPEG block grids) feed one logistic regression per
+   forgery kind seen in training (`heads.fit_experts`, fitted on train; a page's score is its
+   most alarmed expert; suspicion features held to non-negative weights so that an unseen
+   kind of edit that raises one cannot lower the score);
 3. fusion: a logistic regression over both detectors' log-odds, fitted on validation;
 4. novelty: how far the values' glyph measures sit above those of authentic training pages
    (`heads.fit_tail`); beyond a gate set in robust spreads of authentic validation pages it
@@ -24,6 +25,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +87,8 @@ class DocDataConfig(DataConfig):
     novelty_quantile: float = 0.95
     novelty_top: int = 2
     novelty_gate: float = 3.0
+    # Inverse L2 strength of the fields head's per-kind logistic regressions (heads.fit_experts).
+    fields_c: float = 0.1
     layouts: list[str] = field(default_factory=lambda: ["benin", "niger"])
 
 
@@ -365,8 +369,16 @@ class DocFraud(UseCase):
                 PROFILE_MIN_PAGES,
             )
         x_train, names = field_matrix([ocr[x.path] for x in train], ink_train, profile)
-        fields_head = heads.fit_logistic(
-            x_train, y_train, names, nonneg=[n for n in names if n in suspicion(profile)]
+        kinds = [
+            (x.forgery_type or heads.ANY_KIND) if y else ""
+            for x, y in zip(train, y_train, strict=True)
+        ]
+        fields_head = heads.fit_experts(
+            x_train,
+            kinds,
+            names,
+            c=d.fields_c,
+            nonneg=[n for n in names if n in suspicion(profile)],
         )
         # Novelty is profiled on authentic pages only: it needs no example of an edit.
         novel = [names.index(n) for n in NOVELTY_FEATURES]
@@ -374,7 +386,7 @@ class DocFraud(UseCase):
             x_train[y_train == 0][:, novel], NOVELTY_FEATURES, d.novelty_quantile, d.novelty_top
         )
         x_val, _ = field_matrix([ocr[x.path] for x in val], ink_val, profile)
-        fields_val = heads.logit(fields_head, x_val)
+        fields_val = heads.expert_logit(fields_head, x_val)
         y_val = np.array([x.label == "forged" for x in val], dtype=int)
         fusion = heads.fit_logistic(
             np.stack([img_val, fields_val], axis=1), y_val, ["image_logit", "fields_logit"]
@@ -532,9 +544,15 @@ split (a difference between groups would reveal a bias; groups are small):
     def describe(self, result: dict[str, Any]) -> str:
         fields = "; ".join(f"{k}={v}" for k, v in result["fields"].items() if v)
         checks = ", ".join(result["failed_checks"]) or "none"
+        experts = result.get("experts") or {}
+        like = ""
+        if experts and len(experts) > 1:
+            kind = max(experts, key=experts.get)
+            like = f"\tmost like: {kind} ({experts[kind]:+.1f} spreads)"
         return (
             f"{result['input']}\t{result['verdict']}\tscore {result['score']:.4f} "
-            f"(threshold {result['threshold']:.4f})\tfailed checks: {checks}\tfields: {fields}"
+            f"(threshold {result['threshold']:.4f}){like}\tfailed checks: {checks}"
+            f"\tfields: {fields}"
         )
 
     @torch.no_grad()
@@ -567,10 +585,11 @@ split (a difference between groups would reveal a bias; groups are small):
             row, names = field_matrix(
                 [result], np.array([[ink[n] for n in PIXEL_FEATURE_NAMES]]), h.get("profile")
             )
-            s = {
-                k: float(v[0])
-                for k, v in scores(h, [heads.prob_to_logit(prob)], row, names).items()
-            }
+            every = scores(h, [heads.prob_to_logit(prob)], row, names)
+            s = {k: float(v[0]) for k, v in every.items() if k != "experts"}
+            kinds = dict(
+                zip(heads.expert_kinds(h["fields"]), every["experts"][0].tolist(), strict=True)
+            )
             failed = failed_rules(result)
             no_text = result.n_words == 0
             flagged = s["final"] > h["threshold"] or no_text
@@ -591,6 +610,8 @@ split (a difference between groups would reveal a bias; groups are small):
                     "image_score": round(prob, 6),
                     "fields_score": round(float(heads.sigmoid(s["fields"])), 6),
                     "novelty": round(s["novelty"], 4),
+                    # Each per-kind expert's log-odds, in robust spreads of authentic pages.
+                    "experts": {k: round(v, 3) for k, v in kinds.items()},
                     "failed_checks": failed,
                     "fields": result.fields,
                     "layout": result.layout,
@@ -612,13 +633,20 @@ def scores(
     fields-head rows `x` [n, names]: fields log-odds, their fusion with the image's, the
     glyph novelty, and the final log-odds (fusion raised by novelty beyond its gate)."""
     image_logit = np.asarray(image_logit, dtype=np.float64)
-    fields = heads.logit(h["fields"], x)
+    experts = heads.expert_logits(h["fields"], x)
+    fields = experts.max(axis=1)
     fused = heads.logit(h["fusion"], np.stack([image_logit, fields], axis=1))
     tail = h["tail"]
     novel = [names.index(n) for n in tail["names"]]
     nov = heads.novelty(tail, np.atleast_2d(x)[:, novel])
     final = heads.add_novelty(fused, nov, h["gate"])
-    return {"fields": fields, "fused": fused, "novelty": nov, "final": final}
+    return {
+        "fields": fields,
+        "experts": experts,
+        "fused": fused,
+        "novelty": nov,
+        "final": final,
+    }
 
 
 def suspicion(profile: dict[str, Any] | None) -> set[str]:
@@ -627,20 +655,23 @@ def suspicion(profile: dict[str, Any] | None) -> set[str]:
 
 
 def field_matrix(
-    results: list[Any], inks: np.ndarray, profile: dict[str, Any] | None
+    results: list[Any],
+    inks: np.ndarray,
+    profile: dict[str, Any] | None,
+    pixel_names: Sequence[str] = PIXEL_FEATURE_NAMES,
 ) -> tuple[np.ndarray, list[str]]:
-    """The fields head's rows for OCR results and their pixel features: reading, rule and
-    geometry features, pixel features, and (with a profile) each pixel feature's deviation
-    from the authentic pages of the layout read."""
+    """The fields head's rows for OCR results and their pixel features (`pixel_names`, in that
+    order): reading, rule and geometry features, pixel features, and (with a profile) each
+    pixel feature's deviation from the authentic pages of the layout read."""
     from usecases.doc_fraud.ocr import FEATURE_NAMES, features
 
-    inks = np.asarray(inks, dtype=np.float64).reshape(len(results), len(PIXEL_FEATURE_NAMES))
+    inks = np.asarray(inks, dtype=np.float64).reshape(len(results), len(pixel_names))
     rows = []
     for r, ink in zip(results, inks.tolist(), strict=True):
         f = features(r)  # once per page, not once per feature name
         rows.append([*(f[n] for n in FEATURE_NAMES), *ink])
     x = np.array(rows, dtype=np.float64).reshape(len(results), -1)
-    names = [*FEATURE_NAMES, *PIXEL_FEATURE_NAMES]
+    names = [*FEATURE_NAMES, *pixel_names]
     if profile:
         dev = heads.deviations(profile, inks, [r.layout for r in results])
         x = np.hstack([x, dev])

@@ -50,7 +50,19 @@ INK_FEATURE_NAMES = (
     "light_cy",
     "light_dark_dx",  # light-ink centroid x minus dark-ink (signature) centroid x, / width
     "light_dark_dy",
+    # The stamp: the largest patch of light coloured ink away from dark ink (a signature's
+    # anti-aliased edges are light too), found after closing small gaps between its strokes.
+    "stamp_area",  # its ink pixels / page pixels (about 0 when the stamp is missing)
+    "stamp_cx",  # its centroid / width (0.5 when there is none)
+    "stamp_cy",
+    "stamp_radius",  # farthest ink pixel from the centroid / page diagonal
+    "stamp_fill",  # ink pixels / the disk of that radius
+    "stamp_tone",  # mean grey of its ink (0..1): a lifted, softer copy is paler
+    "stamp_edge",  # 95th percentile grey gradient at its ink / its contrast: copies are blurred
+    "stray_light",  # light coloured ink outside it / page pixels (a second, moved stamp)
 )
+_STAMP_CLOSING = 4  # closing iterations (half-resolution pixels) joining a stamp's ring and text
+_SIGNATURE_MARGIN = 2  # light ink this close to dark coloured ink belongs to the signature
 # A pixel is coloured ink when its chroma (RGB minus its grey) is this far from the paper's,
 # in grey levels: black text and tinted paper stay below it, faint stamp ink rises above.
 _INK_CHROMA = 15.0
@@ -447,6 +459,7 @@ def ink_features(image: Image.Image | np.ndarray) -> dict[str, float]:
     else:
         spread = hue_cos = hue_sin = strength = 0.0
     both = light.any() and dark.any()
+    stamp = _stamp(pixels, grey[..., 0], light, dark)
     return {
         "ink_fraction": n / ink.size,
         "ink_cx": cx,
@@ -460,4 +473,57 @@ def ink_features(image: Image.Image | np.ndarray) -> dict[str, float]:
         "light_cy": ly,
         "light_dark_dx": lx - dx if both else 0.0,
         "light_dark_dy": ly - dy if both else 0.0,
+        **stamp,
     }
+
+
+def _stamp(
+    pixels: np.ndarray, grey: np.ndarray, light: np.ndarray, dark: np.ndarray
+) -> dict[str, float]:
+    """The stamp features of `INK_FEATURE_NAMES` from half-resolution grey and ink masks."""
+    from scipy import ndimage
+
+    out = {
+        "stamp_area": 0.0,
+        "stamp_cx": 0.5,
+        "stamp_cy": 0.5,
+        "stamp_radius": 0.0,
+        "stamp_fill": 0.0,
+        "stamp_tone": 0.0,
+        "stamp_edge": 0.0,
+        "stray_light": 0.0,
+    }
+    if dark.any():
+        light = light & ~ndimage.binary_dilation(dark, iterations=_SIGNATURE_MARGIN)
+    if not light.any():
+        return out
+    h, w = light.shape
+    closed = ndimage.binary_closing(
+        light, structure=np.ones((3, 3), bool), iterations=_STAMP_CLOSING
+    )
+    labels, n = ndimage.label(closed | light)
+    sizes = ndimage.sum(light, labels, index=np.arange(1, n + 1))
+    blob = (labels == int(np.argmax(sizes)) + 1) & light
+    ys, xs = np.nonzero(blob)
+    cx, cy = float(xs.mean()), float(ys.mean())
+    radius = float(np.sqrt((xs - cx) ** 2 + (ys - cy) ** 2).max())
+    area = int(blob.sum())
+    # Sharpness at full resolution: the stamp's strongest grey gradients against its contrast
+    # with the paper, so that a paler stamp is not mistaken for a softer one.
+    full = pixels.astype(np.float32).mean(axis=2)
+    gy, gx = np.gradient(full)
+    on = np.zeros(full.shape, dtype=bool)
+    on[::2, ::2][: blob.shape[0], : blob.shape[1]] = blob
+    on = ndimage.binary_dilation(on, iterations=1)
+    contrast = max(float(np.median(full)) - float(np.percentile(full[on], 5)), 1.0)
+    out.update(
+        stamp_area=area / (h * w),
+        stamp_cx=cx / w,
+        stamp_cy=cy / h,
+        stamp_radius=radius / math.hypot(w, h),
+        stamp_fill=area / max(math.pi * radius * radius, 1.0),
+        stamp_tone=float(grey[blob].mean()) / 255.0,
+        stamp_edge=float(np.percentile(np.hypot(gx, gy)[on], 95)) / contrast,
+        stray_light=float(light.sum() - area) / (h * w),
+    )
+    return out
