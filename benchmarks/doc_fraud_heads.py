@@ -10,8 +10,8 @@ per layout, then the head) and scores its held-out part; the table gives the AUR
 held-out scores on the kinds seen in training (the held-out kind is left out, as in the test
 metrics) and per kind against all authentic pages, averaged over the seeds. The folds are
 stratified by kind. Rows:
-  single C        one logistic regression over every feature (`single C=1 -stamp` is the head
-                  of releases before per-kind experts and stamp features)
+  single C        one logistic regression over every feature (`single C=1 -stamp`: the form of
+                  the head before per-kind experts and stamp features, on today's other features)
   experts C       one logistic regression per kind, scaled on authentic pages, max over kinds
   ... -stamp      the same without the stamp features of `tiles.INK_FEATURE_NAMES`
 """

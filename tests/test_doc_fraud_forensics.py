@@ -1,9 +1,12 @@
-"""Pixel forensics (noise level, block grids) and the sign-constrained fields head."""
+"""Pixel forensics (noise level, block grids, JPEG ghosts) and the sign-constrained fields head."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from usecases.doc_fraud import heads
 from usecases.doc_fraud.features import FEATURE_NAMES, NOVELTY_FEATURES, SUSPICION_FEATURES
@@ -52,6 +55,8 @@ def test_residual_and_paper_mask():
 
 
 def test_double_jpeg_region_stands_out(page):
+    from usecases.doc_fraud.synth.scan import decode_jpeg, encode_jpeg
+
     image, geometry, record = page
     clean = forensic_features(image, geometry)
     assert tuple(clean) == FORENSIC_FEATURE_NAMES
@@ -63,6 +68,35 @@ def test_double_jpeg_region_stands_out(page):
     )
     assert forged["noise_field_dev"] > clean["noise_field_dev"] + 0.1
     assert forged["noise_field_z"] > clean["noise_field_z"]
+    # Its JPEG ghost: recompressing at about its quality on its own grid barely changes it,
+    # even through the page's final compression at a higher quality.
+    assert forged["ghost_field"] > clean["ghost_field"] + 0.3
+    final = encode_jpeg(_recompress(image, (x0 - 21, y0 - 11, x1 + 19, y1 + 13), 45), 90)
+    assert (
+        forensic_features(decode_jpeg(final), geometry)["ghost_field"] > 0.3 + clean["ghost_field"]
+    )
+
+
+def test_jpeg_ghost_of_a_region():
+    from usecases.doc_fraud.forensics import jpeg_ghost
+
+    rng = np.random.default_rng(0)
+    grey = np.clip(200 + rng.normal(0, 4, (96, 160)), 0, 255).astype(np.uint8)
+    grey[40:56, 30:130] = 40  # a line of ink
+    once = np.asarray(Image.open(io.BytesIO(_jpeg(grey, 92))), dtype=np.float32)
+    assert 0.4 < jpeg_ghost(once, (20, 20, 140, 76)) <= 1.0
+    # The same region compressed at 50 on a grid shifted by (3, 5) first: a deep ghost.
+    pasted = grey.copy()
+    pasted[5:, 3:] = np.asarray(Image.open(io.BytesIO(_jpeg(grey[5:, 3:], 50))))
+    twice = np.asarray(Image.open(io.BytesIO(_jpeg(pasted, 92))), dtype=np.float32)
+    assert jpeg_ghost(twice, (20, 20, 140, 76)) < 0.7 * jpeg_ghost(once, (20, 20, 140, 76))
+    assert jpeg_ghost(once, (0, 0, 20, 10)) is None  # too small to measure
+
+
+def _jpeg(grey: np.ndarray, quality: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(grey).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
 
 
 def test_forensics_without_a_reading_and_upside_down(page):

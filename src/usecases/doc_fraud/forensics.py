@@ -1,4 +1,5 @@
-"""Pixel forensics of a page for the fields head: local noise level and JPEG block grids.
+"""Pixel forensics of a page for the fields head: local noise level, JPEG block grids, JPEG
+ghosts.
 
 A scan carries sensor noise of one level over the whole sheet, and its JPEG's 8x8 blocks sit on
 one grid anchored at the image's corner. A region that was cut out, compressed again at a lower
@@ -12,13 +13,21 @@ so every measure is a ratio to the page's own typical value:
   how far the quietest region falls below it (minus the log of the ratio, 0 when none does);
 - `grid_*`: within each value box, the strength of grey-level steps on each of the 8x8 column
   and row phases; a step pattern on a phase other than the page grid's (the one a recompressed
-  paste brings), relative to the box's mean step, summarised over the page's values.
+  paste brings), relative to the box's mean step, summarised over the page's values;
+- `ghost_*`: JPEG ghosts (after Farid, "Exposing digital forgeries from JPEG ghosts", 2009).
+  Each value box is compressed again at a few low qualities on each of the 64 8x8 grid offsets;
+  pixels once compressed at a quality on a grid barely change when compressed again at about
+  that quality on that grid. A pasted region, compressed at a low quality on its own grid
+  before the page's final JPEG, therefore shows a dip at one offset other than the page grid's:
+  the box's ghost is its lowest error over those offsets relative to the median offset's, and
+  the page's feature is how far its most ghostly box falls below its typical one.
 
 Every feature is "higher = more suspicious" and 0 when there is nothing to measure.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -34,6 +43,7 @@ FORENSIC_FEATURE_NAMES: tuple[str, ...] = (
     "noise_field_dev",  # largest |log(value box / median value box)|
     "noise_field_z",  # how far the most unusual value box sits from the others (robust |z|)
     "grid_field_max",  # strongest off-grid 8x8 step pattern among the value boxes
+    "ghost_field",  # median value box's JPEG-ghost ratio minus the lowest one's
 )
 BLOCK = 16  # block side (px) of the noise map
 INK_DROP = 40  # grey levels below the paper level that count as ink
@@ -41,6 +51,9 @@ INK_MARGIN = 5  # ink is dilated by this many pixels before measuring paper nois
 MIN_PAPER = 0.5  # a block needs this fraction of paper pixels to be measured
 FIELD_PAD = 8  # value boxes are widened by this many pixels to take in paper around the text
 _EPS = 1e-3
+# JPEG-ghost qualities: pastes compressed at about 40 to 75 leave their ghost at one of them.
+GHOST_QUALITIES = (45, 60, 75)
+GHOST_PAD = 4  # value boxes are widened by this many pixels for the ghost
 
 
 def _grey(image: Image.Image | np.ndarray) -> np.ndarray:
@@ -123,6 +136,39 @@ def grid_strength(grey: np.ndarray, box: Sequence[int]) -> float | None:
     return out
 
 
+def _recompressed(block: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(block).save(buf, format="JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())), dtype=np.float32)
+
+
+def jpeg_ghost(grey: np.ndarray, box: Sequence[int]) -> float | None:
+    """A region's JPEG ghost: over `GHOST_QUALITIES`, the lowest mean squared change under
+    recompression at one of the 63 grid offsets other than the image's, relative to the median
+    over all 64 offsets (about 1 on a page compressed once; well below 1 on a paste that was
+    compressed at a low quality on a grid of its own). None when the region is too small."""
+    h, w = grey.shape
+    x0, y0 = max(0, int(box[0]) - GHOST_PAD), max(0, int(box[1]) - GHOST_PAD)
+    x1, y1 = min(w, int(box[2]) + GHOST_PAD), min(h, int(box[3]) + GHOST_PAD)
+    if x1 - x0 < 40 or y1 - y0 < 24:
+        return None
+    pixels = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+    best = math.inf
+    for quality in GHOST_QUALITIES:
+        err = np.empty((8, 8))
+        for oy in range(8):
+            for ox in range(8):
+                # The crop starts on a pixel at offset (ox, oy) of the image's 8x8 grid.
+                sx, sy = x0 + (ox - x0) % 8, y0 + (oy - y0) % 8
+                ny, nx = (y1 - sy) // 8 * 8, (x1 - sx) // 8 * 8
+                block = pixels[sy : sy + ny, sx : sx + nx]
+                err[oy, ox] = float(((_recompressed(block, quality) - block) ** 2).mean())
+        typical = float(np.median(err))
+        err[0, 0] = math.inf  # the image's own grid: every pixel there was compressed on it
+        best = min(best, float(err.min()) / max(typical, _EPS))
+    return best
+
+
 def _boxes(geometry: dict, scale: float, rotation: int, size: tuple[int, int]) -> Iterable:
     """Value boxes in image coordinates (the OCR image may be scaled or turned upside down)."""
     w, h = size
@@ -184,6 +230,9 @@ def forensic_features(
     grids = [g for b in boxes if (g := grid_strength(grey, b)) is not None]
     if grids:
         out["grid_field_max"] = float(max(grids))
+    ghosts = [g for b in boxes if (g := jpeg_ghost(grey, b)) is not None]
+    if len(ghosts) >= 3:
+        out["ghost_field"] = float(np.median(ghosts) - min(ghosts))
     return {k: float(v) if math.isfinite(v) else 0.0 for k, v in out.items()}
 
 
