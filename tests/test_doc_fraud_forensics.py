@@ -201,3 +201,23 @@ def test_novelty_raises_the_score_only_beyond_its_gate():
         n.startswith(("height", "width", "baseline", "glyph", "stroke", "xratio"))
         for n in NOVELTY_FEATURES
     )
+
+
+def test_digit_line_finds_a_digit_redrawn_a_pixel_lower(page):
+    from usecases.doc_fraud.forensics import digit_line
+
+    image, geometry, record = page
+    grey = image.astype(np.float32).mean(axis=2)
+    box, text = record["boxes"]["registration_number"], record["text"]["registration_number"]
+    clean = digit_line(grey, box, text)
+    assert clean is not None and clean < 0.5
+    # Without the text, the `/` is told apart by its height: the same answer.
+    assert digit_line(grey, box) == pytest.approx(clean, abs=0.05)
+    # The second digit moved one pixel down, as a careful forger's redraw may leave it.
+    x0, y0, x1, y1 = box
+    x_mid = x0 + (x1 - x0) * 3 // (2 * len(text))  # inside the second character
+    shifted = grey.copy()
+    cols = slice(x0 + (x1 - x0) // len(text), x_mid + (x1 - x0) // (2 * len(text)))
+    shifted[y0 + 1 : y1 + 2, cols] = grey[y0 : y1 + 1, cols]
+    assert digit_line(shifted, box, text) > clean + 0.6
+    assert digit_line(grey, (x0, y0, x0 + 10, y1), text) is None  # no digits to line up

@@ -150,3 +150,35 @@ def test_progress_bar_does_not_change_the_data_order(tmp_path):
         return t.model[0].weight.detach().clone()
 
     assert torch.equal(run(False), run(True))
+
+
+class _EpochBatches(torch.utils.data.Sampler):
+    """A batch sampler whose order depends on the epoch it is told (as translation's)."""
+
+    def __init__(self, n: int, batch: int):
+        self.n, self.batch, self.epochs, self.epoch = n, batch, [], 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epochs.append(epoch)
+        self.epoch = epoch
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.epoch))
+        return iter(order.split(self.batch))
+
+    def __len__(self):
+        return self.n // self.batch
+
+
+def test_a_batch_sampler_gets_a_new_epoch_every_epoch(tmp_path):
+    data = toy_data()
+    xs = torch.cat([x for x, _ in data])
+    ys = torch.cat([y for _, y in data])
+    batches = _EpochBatches(len(xs), 8)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(xs, ys), batch_sampler=batches
+    )
+    t = make_trainer(tmp_path, max_epochs=3)
+    t.fit(loader, toy_data(seed=1))
+    # Told every epoch in turn: without it, every epoch would replay the first one's batches.
+    assert batches.epochs == [0, 1, 2]

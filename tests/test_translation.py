@@ -5,7 +5,9 @@ published archives)."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
+import os
 import subprocess
 import sys
 import unicodedata
@@ -293,6 +295,9 @@ def test_length_ratios_are_medians_of_the_training_pairs(tmp_path):
     )
     assert ratios["fra-fon"] == pytest.approx((fwd[2] + fwd[3]) / 2, abs=1e-3)
     assert ratios["fon-fra"] != ratios["fra-fon"]
+    # An id past the learnt vocabulary (the output layer keeps `data.vocab_size`) is no text.
+    ids = v.encode_target(["a b c"])[0]
+    assert v.decode([[*ids[:-1], v.sp.get_piece_size() + 3, ids[-1]]]) == v.decode([ids])
 
 
 # -- end to end --------------------------------------------------------------------------------
@@ -336,6 +341,48 @@ def test_metrics_cover_both_benchmarks_with_signatures_and_baselines(project):
     ratios = meta["length_ratios"]
     assert set(ratios) == {"fra-fon", "fon-fra", "eng-fuv", "fuv-eng"}
     assert saved["decoding"]["min_new_tokens"].startswith("0.8 x source tokens")
+
+
+def test_prepare_and_training_repeat_byte_for_byte_across_processes(project):
+    """Two `zoo` processes with different PYTHONHASHSEED (as when the CLI is run outside make):
+    the same processed files and the same trained weights, dropout and bf16 included."""
+    root, _, overrides, _, _ = project
+    outputs = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "ZOO_CONFIG_DIR": str(REPO / "configs")}
+        args = [
+            *overrides,
+            f"paths.processed={root / f'proc{seed}'}",
+            f"name=repeat{seed}",
+            "data.vocab_size=120",  # every piece used (no model output past the vocabulary)
+            "data.tokens_per_batch=60",  # several batches per pass: their order counts
+            "trainer.max_steps=4",
+            "trainer.threads=1",
+        ]
+        for stage in ("prepare", "train"):
+            r = subprocess.run(
+                [sys.executable, "-m", "usecases.cli", stage, "translation", *args],
+                capture_output=True,
+                text=True,
+                cwd=root,
+                env=env,
+                timeout=300,
+            )
+            assert r.returncode == 0, r.stderr
+        processed = root / f"proc{seed}" / "translation"
+        model = root / "models" / "translation" / f"repeat{seed}"
+        with open(model / stages.HISTORY, encoding="utf-8", newline="") as f:
+            history = [
+                {k: v for k, v in row.items() if k != "train_seconds"} for row in csv.DictReader(f)
+            ]  # all but the epochs' wall time
+        outputs.append(
+            {
+                **{f: (processed / f).read_bytes() for f in ("manifest.csv", "spm.model")},
+                "weights": (model / "weights.safetensors").read_bytes(),
+                "history": history,
+            }
+        )
+    assert outputs[0] == outputs[1]
 
 
 def test_translate_cli_handles_bad_lines_and_keeps_the_others(project):

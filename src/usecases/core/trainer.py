@@ -171,9 +171,12 @@ class Trainer:
 
     def train_one_epoch(self, loader: Iterable) -> float:
         self.model.train()
-        sampler = getattr(loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):  # DistributedSampler: a new permutation per epoch
-            sampler.set_epoch(self.state.epoch)
+        # A new order every epoch: DistributedSampler is the loader's `sampler`; a batch sampler
+        # with epochs (translation's token batches) is its `batch_sampler`, and the `sampler`
+        # beside it is then torch's default sequential one.
+        for sampler in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(self.state.epoch)
         amp = amp_context(self.device, self.cfg.precision)
         accum = max(1, self.cfg.grad_accum)
         ddp = isinstance(self.model, nn.parallel.DistributedDataParallel)

@@ -20,7 +20,12 @@ so every measure is a ratio to the page's own typical value:
   that quality on that grid. A pasted region, compressed at a low quality on its own grid
   before the page's final JPEG, therefore shows a dip at one offset other than the page grid's:
   the box's ghost is its lowest error over those offsets relative to the median offset's, and
-  the page's feature is how far its most ghostly box falls below its typical one.
+  the page's feature is how far its most ghostly box falls below its typical one;
+- `digit_line_max`: lining digits share one vertical centre (half-way between cap height and
+  baseline, which a round digit's overshoot leaves in place), so on the values made of digits
+  (dates, registration number) each glyph's centre, from sub-pixel top and bottom edges, sits
+  on one straight line (the page may be slightly rotated); the largest departure from a robust
+  line fit (Theil-Sen) shows a digit redrawn a pixel higher or lower.
 
 Every feature is "higher = more suspicious" and 0 when there is nothing to measure.
 """
@@ -44,6 +49,7 @@ FORENSIC_FEATURE_NAMES: tuple[str, ...] = (
     "noise_field_z",  # how far the most unusual value box sits from the others (robust |z|)
     "grid_field_max",  # strongest off-grid 8x8 step pattern among the value boxes
     "ghost_field",  # median value box's JPEG-ghost ratio minus the lowest one's
+    "digit_line_max",  # largest digit centre departure from its value's line (px)
 )
 BLOCK = 16  # block side (px) of the noise map
 INK_DROP = 40  # grey levels below the paper level that count as ink
@@ -54,6 +60,8 @@ _EPS = 1e-3
 # JPEG-ghost qualities: pastes compressed at about 40 to 75 leave their ghost at one of them.
 GHOST_QUALITIES = (45, 60, 75)
 GHOST_PAD = 4  # value boxes are widened by this many pixels for the ghost
+DIGIT_FIELDS = ("birth_date", "declaration_date", "registration_number")
+DIGIT_INK = 60  # grey levels below the paper that make a digit's component
 
 
 def _grey(image: Image.Image | np.ndarray) -> np.ndarray:
@@ -169,6 +177,66 @@ def jpeg_ghost(grey: np.ndarray, box: Sequence[int]) -> float | None:
     return best
 
 
+def _edges(profile: np.ndarray) -> tuple[float, float] | None:
+    """Sub-pixel first and last crossings of half the profile's peak (linear interpolation)."""
+    half = 0.5 * float(profile.max())
+    above = np.flatnonzero(profile >= half)
+    if half <= 0 or len(above) == 0:
+        return None
+    i, j = int(above[0]), int(above[-1])
+    top, bottom = float(i), float(j)
+    if i > 0 and profile[i] != profile[i - 1]:
+        top = i - (profile[i] - half) / (profile[i] - profile[i - 1])
+    if j + 1 < len(profile) and profile[j] != profile[j + 1]:
+        bottom = j + (profile[j] - half) / (profile[j] - profile[j + 1])
+    return top, bottom
+
+
+def digit_line(grey: np.ndarray, box: Sequence[int], text: str | None = None) -> float | None:
+    """The largest departure (px) of a digit's vertical centre from the robust line through the
+    centres of a value's digits; None with fewer than 4 digits. With the value's `text` as read
+    and one ink component per character, the components of non-digits (`/`) are left out by
+    position; otherwise by height (much shorter or taller than the value's typical one)."""
+    h, w = grey.shape
+    x0, y0 = max(0, int(box[0]) - 2), max(0, int(box[1]) - 3)
+    x1, y1 = min(w, int(box[2]) + 2), min(h, int(box[3]) + 3)
+    if x1 - x0 < 16 or y1 - y0 < 8:
+        return None
+    crop = grey[y0:y1, x0:x1]
+    dark = np.clip(float(np.median(grey)) - crop, 0.0, None)
+    lab, n = ndimage.label(dark > DIGIT_INK)
+    if n < 4:
+        return None
+    objs = ndimage.find_objects(lab)
+    area = ndimage.sum_labels(np.ones_like(dark), lab, np.arange(1, n + 1))
+    comps = sorted((objs[k - 1][1].start, k) for k in range(1, n + 1) if area[k - 1] >= 10)
+    chars = "".join((text or "").split())
+    if chars and len(chars) == len(comps):
+        keep = {k for (_, k), ch in zip(comps, chars, strict=True) if ch.isdigit()}
+    else:
+        heights = {k: objs[k - 1][0].stop - objs[k - 1][0].start for _, k in comps}
+        typical = float(np.median(list(heights.values()))) if heights else 0.0
+        keep = {k for k, v in heights.items() if abs(v - typical) <= max(1.0, 0.08 * typical)}
+    centres, xs = [], []
+    for k, o in enumerate(objs, start=1):
+        if k not in keep:
+            continue
+        cols = o[1]
+        near = ndimage.binary_dilation(lab[:, cols] == k, iterations=2)
+        edges = _edges((dark[:, cols] * near).max(axis=1))
+        if edges is not None:
+            centres.append(0.5 * (edges[0] + edges[1]))
+            xs.append(0.5 * (cols.start + cols.stop))
+    if len(centres) < 4:
+        return None
+    c, x = np.array(centres), np.array(xs)
+    i, j = np.triu_indices(len(x), k=1)
+    ok = x[j] != x[i]
+    slope = float(np.median((c[j] - c[i])[ok] / (x[j] - x[i])[ok])) if ok.any() else 0.0
+    res = c - slope * x
+    return float(np.abs(res - np.median(res)).max())
+
+
 def _boxes(geometry: dict, scale: float, rotation: int, size: tuple[int, int]) -> Iterable:
     """Value boxes in image coordinates (the OCR image may be scaled or turned upside down)."""
     w, h = size
@@ -188,9 +256,11 @@ def forensic_features(
     geometry: dict | None = None,
     scale: float = 1.0,
     rotation: int = 0,
+    texts: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """`FORENSIC_FEATURE_NAMES` of one page; `geometry` is `OcrResult.geometry` (value boxes),
-    `scale` and `rotation` those of the same reading."""
+    `scale`, `rotation` and `texts` (`OcrResult.raw`, the values as read) those of the same
+    reading."""
     grey = _grey(image)
     h, w = grey.shape
     paper = paper_mask(grey)
@@ -230,6 +300,15 @@ def forensic_features(
     grids = [g for b in boxes if (g := grid_strength(grey, b)) is not None]
     if grids:
         out["grid_field_max"] = float(max(grids))
+    lines = []
+    for f in DIGIT_FIELDS:
+        if f not in (geometry or {}):
+            continue
+        for b in _boxes({f: geometry[f]}, scale, rotation, (w, h)):
+            if (d := digit_line(grey, b, (texts or {}).get(f))) is not None:
+                lines.append(d)
+    if lines:
+        out["digit_line_max"] = float(max(lines))
     ghosts = [g for b in boxes if (g := jpeg_ghost(grey, b)) is not None]
     if len(ghosts) >= 3:
         out["ghost_field"] = float(np.median(ghosts) - min(ghosts))
@@ -240,13 +319,19 @@ def forensic_features(
 FORENSIC_SUSPICION: tuple[str, ...] = tuple(n for n in FORENSIC_FEATURE_NAMES if n != "noise_page")
 
 
-def _reading(result: Any) -> tuple[dict, float, int]:
-    """(geometry, scale, rotation) of an `OcrResult`, or of its JSON form, or of nothing."""
+def _reading(result: Any) -> tuple[dict, float, int, dict]:
+    """(geometry, scale, rotation, raw texts) of an `OcrResult`, of its JSON form, or of
+    nothing."""
     if result is None:
-        return {}, 1.0, 0
+        return {}, 1.0, 0, {}
     if isinstance(result, dict):
-        return result.get("geometry") or {}, result.get("scale", 1.0), result.get("rotation", 0)
-    return result.geometry or {}, result.scale, result.rotation
+        return (
+            result.get("geometry") or {},
+            result.get("scale", 1.0),
+            result.get("rotation", 0),
+            result.get("raw") or {},
+        )
+    return result.geometry or {}, result.scale, result.rotation, result.raw or {}
 
 
 def pixel_features(image: Image.Image | np.ndarray, result: Any = None) -> dict[str, float]:
@@ -254,11 +339,11 @@ def pixel_features(image: Image.Image | np.ndarray, result: Any = None) -> dict[
     forensics around the value boxes of `result` (an `OcrResult` of the page, or None)."""
     from usecases.doc_fraud.tiles import ink_features
 
-    geometry, scale, rotation = _reading(result)
+    geometry, scale, rotation, texts = _reading(result)
     array = np.asarray(image.convert("RGB")) if isinstance(image, Image.Image) else image
     return {
         **ink_features(array),
-        **forensic_features(array, geometry, scale=scale, rotation=rotation),
+        **forensic_features(array, geometry, scale=scale, rotation=rotation, texts=texts),
     }
 
 

@@ -62,7 +62,7 @@ class MTDataConfig(DataConfig):
     no_repeat_ngram: int = 3
     repetition_penalty: float = 1.2
     min_length: float = 0.0  # see DecodeOptions.min_length
-    decoder_start: str = "pad"  # the decoder's first input: "pad", or "tag" (the target's tag)
+    decoder_start: str = "tag"  # the decoder's first input: "tag" (the target's tag) or "pad"
 
 
 def read_summary_labels(processed: Path) -> list[str]:

@@ -129,7 +129,10 @@ class Vocab:
         return out
 
     def decode(self, ids: list[list[int]]) -> list[str]:
-        keep = [[i for i in seq if i > EOS and i not in self.hidden] for seq in ids]
+        # SentencePiece may learn fewer pieces than `data.vocab_size` on a small corpus, and the
+        # model's output layer keeps that size: ids past the vocabulary are not text.
+        size = self.sp.get_piece_size()
+        keep = [[i for i in seq if EOS < i < size and i not in self.hidden] for seq in ids]
         return self.sp.decode(keep)
 
 
