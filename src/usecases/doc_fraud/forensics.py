@@ -160,7 +160,8 @@ def jpeg_ghost(grey: np.ndarray, box: Sequence[int]) -> float | None:
     x1, y1 = min(w, int(box[2]) + GHOST_PAD), min(h, int(box[3]) + GHOST_PAD)
     if x1 - x0 < 40 or y1 - y0 < 24:
         return None
-    pixels = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+    # Only the region, in 8-bit grey as a JPEG holds it; (x0, y0) stays its page position.
+    pixels = np.clip(np.rint(grey[y0:y1, x0:x1]), 0, 255).astype(np.uint8)
     best = math.inf
     for quality in GHOST_QUALITIES:
         err = np.empty((8, 8))
@@ -169,7 +170,7 @@ def jpeg_ghost(grey: np.ndarray, box: Sequence[int]) -> float | None:
                 # The crop starts on a pixel at offset (ox, oy) of the image's 8x8 grid.
                 sx, sy = x0 + (ox - x0) % 8, y0 + (oy - y0) % 8
                 ny, nx = (y1 - sy) // 8 * 8, (x1 - sx) // 8 * 8
-                block = pixels[sy : sy + ny, sx : sx + nx]
+                block = pixels[sy - y0 : sy - y0 + ny, sx - x0 : sx - x0 + nx]
                 err[oy, ox] = float(((_recompressed(block, quality) - block) ** 2).mean())
         typical = float(np.median(err))
         err[0, 0] = math.inf  # the image's own grid: every pixel there was compressed on it
