@@ -4,10 +4,10 @@ Two detectors and their fusion, all in one release:
 1. pixels: `doc_tilecnn` scores page tiles (heat map; page score = its aggregate);
 2. fields: Tesseract reads the fields (in `prepare`, once per document), rule checks and OCR
    confidence/geometry plus page ink and stamp statistics and pixel forensics around the
-   values read (`forensics`: noise level, JPEG block grids) feed one logistic regression per
-   forgery kind seen in training (`heads.fit_experts`, fitted on train; a page's score is its
-   most alarmed expert; suspicion features held to non-negative weights so that an unseen
-   kind of edit that raises one cannot lower the score);
+   values read (`forensics`: noise level, JPEG block grids and ghosts, the digits' line) feed
+   one logistic regression per forgery kind seen in training (`heads.fit_experts`, fitted on
+   train; a page's score is its most alarmed expert; suspicion features held to non-negative
+   weights so that an unseen kind of edit that raises one cannot lower the score);
 3. fusion: a logistic regression over both detectors' log-odds, fitted on validation;
 4. novelty: how far the values' glyph measures sit above those of authentic training pages
    (`heads.fit_tail`); beyond a gate set in robust spreads of authentic validation pages it
