@@ -13,7 +13,8 @@ stratified by kind. Rows:
   single C        one logistic regression over every feature (`single C=1 -stamp`: the form of
                   the head before per-kind experts and stamp features, on today's other features)
   experts C       one logistic regression per kind, scaled on authentic pages, max over kinds
-  ... -stamp      the same without the stamp features of `tiles.INK_FEATURE_NAMES`
+  ... -ring       the same without the stamp-ring features (`tiles.stamp_ring`)
+  ... -stamp      the same without any stamp feature of `tiles.INK_FEATURE_NAMES` (blob and ring)
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from usecases.doc_fraud.forensics import PIXEL_FEATURE_NAMES, pixel_features  # 
 from usecases.doc_fraud.ocr import OcrResult  # noqa: E402
 from usecases.doc_fraud.task import OCR_FILE, field_matrix, suspicion  # noqa: E402
 
-STAMP = tuple(n for n in PIXEL_FEATURE_NAMES if n.startswith("stamp_") or n == "stray_light")
+RING = tuple(n for n in PIXEL_FEATURE_NAMES if n.startswith("ring_"))
+STAMP = (*(n for n in PIXEL_FEATURE_NAMES if n.startswith("stamp_") or n == "stray_light"), *RING)
 
 
 def _page(args: tuple[str, dict]) -> list[float]:
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         ("single C=0.1", False, 0.1, ()),
         ("experts C=1", True, 1.0, ()),
         ("experts C=0.1", True, 0.1, ()),
+        ("experts C=0.1 -ring", True, 0.1, RING),
         ("experts C=0.1 -stamp", True, 0.1, STAMP),
     ]
     cols = ["seen", *seen]

@@ -16,6 +16,7 @@ from usecases.doc_fraud.tiles import (
     grid_shape,
     heatmap_overlay,
     ink_features,
+    stamp_ring,
     score_page,
     tile_boxes,
     tile_targets,
@@ -192,6 +193,11 @@ def test_ink_features_see_the_stamp():
     assert x0 / w < feats["stamp_cx"] < x1 / w and y0 / h < feats["stamp_cy"] < y1 / h
     assert feats["stamp_area"] > 0 and 0 < feats["stamp_tone"] < 1 and feats["stamp_edge"] > 0
     assert ink_features(blank)["stamp_area"] < 0.2 * feats["stamp_area"]
+    # Its ring too: centred in the stamp's box, with about the drawn radius (78-92 px).
+    assert x0 / w < feats["ring_cx"] < x1 / w and y0 / h < feats["ring_cy"] < y1 / h
+    assert 70 / w < feats["ring_radius"] < 100 / w and 0 < feats["ring_width"] < 4
+    assert ink_features(blank)["ring_score"] < 0.3 * feats["ring_score"]
+    assert stamp_ring(np.full((40, 30, 3), 230, np.uint8))["ring_score"] == 0
     # The same page with its stamp forgery (copied, missing or moved) reads differently.
     forged = ink_features(decode_jpeg(render_document(spec, seed=1).jpeg))
     assert any(abs(forged[n] - feats[n]) > 1e-3 for n in INK_FEATURE_NAMES)
