@@ -16,8 +16,8 @@ from usecases.doc_fraud.tiles import (
     grid_shape,
     heatmap_overlay,
     ink_features,
-    stamp_ring,
     score_page,
+    stamp_ring,
     tile_boxes,
     tile_targets,
 )
