@@ -442,13 +442,11 @@ def ink_features(image: Image.Image | np.ndarray) -> dict[str, float]:
     Pages without coloured ink get zeros (centroids at the page centre).
     """
     pixels = _as_array(image)
-    x = pixels[::2, ::2].astype(np.float32)  # [h, w, 3]
-    h, w = x.shape[:2]
-    grey = x.mean(2, keepdims=True)
-    chroma = x - grey  # [h, w, 3], sums to 0 over the channels
-    paper = np.median(chroma.reshape(-1, 3), axis=0)
-    dev = chroma - paper
-    ink = np.linalg.norm(dev, axis=2) > _INK_CHROMA  # [h, w]
+    half = pixels[::2, ::2]
+    h, w = half.shape[:2]
+    grey = half.astype(np.float32).mean(2, keepdims=True)
+    dev, norm = _chroma(half, paper_step=1)
+    ink = norm > _INK_CHROMA  # [h, w]
     light = ink & (grey[..., 0] >= _LIGHT_INK)
     dark = ink & (grey[..., 0] < _LIGHT_INK)
     ys, xs = np.mgrid[0:h, 0:w]
@@ -555,11 +553,13 @@ def _annulus(radius: float, width: float, half: int) -> np.ndarray:
     return ring / max(float(ring.sum()), 1.0)
 
 
-def _chroma(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each pixel's chroma minus the paper's (the median), [h, w, 3], and its norm [h, w]."""
+def _chroma(pixels: np.ndarray, paper_step: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's chroma (its colour minus its grey, summing to 0 over the channels) minus
+    the paper's, [h, w, 3], and its norm [h, w]; the paper's chroma is the median over every
+    `paper_step`-th pixel in each direction."""
     x = pixels.astype(np.float32)
     dev = x - x.mean(2, keepdims=True)
-    dev -= np.median(dev[::4, ::4].reshape(-1, 3), axis=0)
+    dev -= np.median(dev[::paper_step, ::paper_step].reshape(-1, 3), axis=0)
     return dev, np.linalg.norm(dev, axis=2)
 
 
