@@ -13,6 +13,7 @@ stratified by kind. Rows:
   single C        one logistic regression over every feature (`single C=1 -stamp`: the form of
                   the head before per-kind experts and stamp features, on today's other features)
   experts C       one logistic regression per kind, scaled on authentic pages, max over kinds
+  ... -render     the same without the render-and-compare digit features (`glyphfit`)
   ... -ring       the same without the stamp-ring features (`tiles.stamp_ring`)
   ... -stamp      the same without any stamp feature of `tiles.INK_FEATURE_NAMES` (blob and ring)
 """
@@ -36,6 +37,7 @@ from usecases.doc_fraud.ocr import OcrResult  # noqa: E402
 from usecases.doc_fraud.task import OCR_FILE, field_matrix, suspicion  # noqa: E402
 
 RING = tuple(n for n in PIXEL_FEATURE_NAMES if n.startswith("ring_"))
+RENDER = tuple(n for n in PIXEL_FEATURE_NAMES if n.startswith("render_"))
 STAMP = (*(n for n in PIXEL_FEATURE_NAMES if n.startswith("stamp_") or n == "stray_light"), *RING)
 
 
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         ("single C=0.1", False, 0.1, ()),
         ("experts C=1", True, 1.0, ()),
         ("experts C=0.1", True, 0.1, ()),
+        ("experts C=0.1 -render", True, 0.1, RENDER),
         ("experts C=0.1 -ring", True, 0.1, RING),
         ("experts C=0.1 -stamp", True, 0.1, STAMP),
     ]

@@ -25,7 +25,10 @@ so every measure is a ratio to the page's own typical value:
   baseline, which a round digit's overshoot leaves in place), so on the values made of digits
   (dates, registration number) each glyph's centre, from sub-pixel top and bottom edges, sits
   on one straight line (the page may be slightly rotated); the largest departure from a robust
-  line fit (Theil-Sen) shows a digit redrawn a pixel higher or lower.
+  line fit (Theil-Sen) shows a digit redrawn a pixel higher or lower;
+- `render_dx_max`, `render_dy_max`: the same values rendered again as read, in the font that
+  fits them best, and each digit fitted on its own: a digit redrawn a pixel aside or higher
+  departs from the others' common offset (`glyphfit`).
 
 Every feature is "higher = more suspicious" and 0 when there is nothing to measure.
 """
@@ -41,6 +44,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from usecases.doc_fraud.glyphfit import RENDER_FEATURE_NAMES, render_features
+
 FORENSIC_FEATURE_NAMES: tuple[str, ...] = (
     "noise_page",  # the page's residual level (grey levels)
     "noise_block_dev",  # largest |log(3x3-block neighbourhood / page level)|
@@ -50,6 +55,7 @@ FORENSIC_FEATURE_NAMES: tuple[str, ...] = (
     "grid_field_max",  # strongest off-grid 8x8 step pattern among the value boxes
     "ghost_field",  # median value box's JPEG-ghost ratio minus the lowest one's
     "digit_line_max",  # largest digit centre departure from its value's line (px)
+    *RENDER_FEATURE_NAMES,  # digits against their value rendered again (`glyphfit`)
 )
 BLOCK = 16  # block side (px) of the noise map
 INK_DROP = 40  # grey levels below the paper level that count as ink
@@ -310,6 +316,12 @@ def forensic_features(
                 lines.append(d)
     if lines:
         out["digit_line_max"] = float(max(lines))
+    # Rendering compares upright text: a page read upside down is turned as the OCR turned it.
+    upright = grey[::-1, ::-1] if rotation == 180 else grey
+    digit_boxes = {
+        f: b for f in DIGIT_FIELDS for b in _boxes({f: (geometry or {}).get(f)}, scale, 0, (w, h))
+    }
+    out.update(render_features(upright, digit_boxes, texts or {}))
     ghosts = [g for b in boxes if (g := jpeg_ghost(grey, b)) is not None]
     if len(ghosts) >= 3:
         out["ghost_field"] = float(np.median(ghosts) - min(ghosts))

@@ -1,0 +1,85 @@
+"""Render-and-compare of the digit values: a redrawn digit departs from its value's rendering."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from usecases.doc_fraud.forensics import forensic_features
+from usecases.doc_fraud.glyphfit import (
+    DIGIT_FIELDS,
+    RENDER_FEATURE_NAMES,
+    fit_value,
+    render_features,
+    value_departures,
+)
+
+
+def _page(index: int, forgery: bool):
+    from usecases.doc_fraud.synth.corpus import DocSpec, render_document
+    from usecases.doc_fraud.synth.scan import decode_jpeg
+
+    doc = render_document(DocSpec(index, "benin", "digits"), seed=3, forgery=forgery)
+    grey = decode_jpeg(doc.jpeg).astype(np.float32).mean(axis=2)
+    return grey, doc.record
+
+
+@pytest.fixture(scope="module")
+def authentic():
+    return _page(2, forgery=False)
+
+
+def test_the_printed_font_is_found_and_every_digit_sits_where_it_renders(authentic):
+    grey, record = authentic
+    box, text = record["boxes"]["birth_date"], record["text"]["birth_date"]
+    fit = fit_value(grey, box, text)
+    assert fit is not None
+    assert fit.font == record["style"]["value_font"]
+    assert abs(fit.size - record["style"]["value_size"]) <= 1  # long values may be shrunk to fit
+    assert fit.ncc > 0.9
+    assert "".join(g.char for g in fit.glyphs) == text.replace(" ", "")
+    dep = value_departures(fit)
+    assert dep is not None and dep["render_dx_max"] < 0.3 and dep["render_dy_max"] < 0.3
+    feats = render_features(grey, record["boxes"], record["text"])
+    assert tuple(feats) == RENDER_FEATURE_NAMES
+    assert max(feats.values()) < 0.3
+
+
+@pytest.mark.parametrize(
+    ("index", "moved", "key"),
+    [(2, "x_shift", "render_dx_max"), (3, "baseline_shift", "render_dy_max")],
+)
+def test_a_digit_redrawn_a_pixel_off_stands_out(authentic, index, moved, key):
+    grey, record = _page(index, forgery=True)
+    params = record["forgery"]["params"]
+    assert abs(params[moved]) == 1 and record["forgery"]["fields"][0] in DIGIT_FIELDS
+    feats = render_features(grey, record["boxes"], record["text"])
+    assert feats[key] > 0.7
+    # The authentic page of the same draw, for scale.
+    clean = render_features(authentic[0], authentic[1]["boxes"], authentic[1]["text"])
+    assert feats[key] > clean[key] + 0.5
+
+
+def test_nothing_to_measure_gives_none_or_zero(authentic):
+    grey, record = authentic
+    box = record["boxes"]["birth_date"]
+    assert fit_value(grey, box, "Masculin") is None  # fewer than 4 digits
+    blank = np.full_like(grey, 235.0)
+    assert fit_value(blank, box, record["text"]["birth_date"]) is None
+    # A text that is not what is printed fits no rendering well enough.
+    wrong = fit_value(grey, box, "1111111111")
+    assert wrong is None or wrong.ncc < 0.9
+    assert render_features(grey, {}, {}) == dict.fromkeys(RENDER_FEATURE_NAMES, 0.0)
+
+
+def test_a_page_read_upside_down_is_measured_upright(authentic):
+    grey, record = authentic
+    geometry = {f: {"box": list(b)} for f, b in record["boxes"].items()}
+    texts = record["text"]
+    upright = forensic_features(grey, geometry, texts=texts)
+    # A scan fed upside down: the OCR turned it to read it, so its boxes are in the upright
+    # frame, and `rotation` says so.
+    flipped = forensic_features(grey[::-1, ::-1].copy(), geometry, rotation=180, texts=texts)
+    for k in RENDER_FEATURE_NAMES:
+        assert flipped[k] == pytest.approx(upright[k], abs=1e-6)
+    assert max(upright[k] for k in RENDER_FEATURE_NAMES) > 0  # something was measured
