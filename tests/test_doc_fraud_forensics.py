@@ -221,3 +221,19 @@ def test_digit_line_finds_a_digit_redrawn_a_pixel_lower(page):
     shifted[y0 + 1 : y1 + 2, cols] = grey[y0 : y1 + 1, cols]
     assert digit_line(shifted, box, text) > clean + 0.6
     assert digit_line(grey, (x0, y0, x0 + 10, y1), text) is None  # no digits to line up
+
+
+def test_pixel_rows_are_the_same_over_processes(page, tmp_path):
+    from usecases.doc_fraud.forensics import pixel_rows
+
+    image, geometry, record = page
+    path = tmp_path / "page.png"
+    Image.fromarray(image).save(path)
+    reading = {"geometry": geometry, "scale": 1.0, "rotation": 0, "raw": record["text"]}
+    jobs = [(str(path), reading), (str(path), None)]
+    one = pixel_rows(jobs, workers=1)
+    assert one.shape == (2, len(PIXEL_FEATURE_NAMES))
+    assert np.array_equal(one, pixel_rows(jobs, workers=2))
+    # Without a reading there are no value boxes: the render features stay at 0.
+    render = [PIXEL_FEATURE_NAMES.index(n) for n in ("render_dx_max", "render_dy_max")]
+    assert (one[1, render] == 0).all() and (one[0, render] > 0).all()

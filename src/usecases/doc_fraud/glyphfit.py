@@ -50,6 +50,7 @@ DIGIT_FIELDS = ("birth_date", "declaration_date", "registration_number")
 # The families the corpus prints values in, regular and bold (Debian's fonts; see `synth.fonts`).
 CANDIDATE_FONTS: tuple[str, ...] = tuple(n for pair in FAMILIES.values() for n in pair)
 SIZES = range(10, 41)
+REFERENCE_SIZE = 24  # the size a value's width is first compared at
 PAD = 10  # px of paper around the value box
 RENDER_PAD = 3  # px of blank around a rendering (room for the blur)
 BLURS = (0.4, 0.6, 0.8, 1.0)  # Gaussian sigmas (px) tried to make a rendering look scanned
@@ -141,16 +142,22 @@ def _extent(dark: np.ndarray) -> tuple[int, int] | None:
     return (int(cols[0]), int(cols[-1]) + 1) if len(cols) else None
 
 
+def _box_sums(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Sums of `a` over every h x w window that fits in it (an integral image)."""
+    c = np.zeros((a.shape[0] + 1, a.shape[1] + 1), dtype=np.float64)
+    c[1:, 1:] = a.cumsum(axis=0).cumsum(axis=1)
+    return c[h:, w:] - c[:-h, w:] - c[h:, :-w] + c[:-h, :-w]
+
+
 def _align(dark: np.ndarray, model: np.ndarray) -> tuple[float, int, int]:
     """Best integer placement of `model` in `dark` by normalised cross-correlation: (ncc, top,
     left) of the model's corner in the crop."""
     m = model - model.mean()
     corr = signal.fftconvolve(dark, m[::-1, ::-1], mode="valid")
-    ones = np.ones_like(model)
-    s1 = signal.fftconvolve(dark, ones, mode="valid")
-    s2 = signal.fftconvolve(dark * dark, ones, mode="valid")
-    n = model.size
-    var = np.maximum(s2 - s1 * s1 / n, 1e-9)
+    h, w = model.shape
+    s1 = _box_sums(dark, h, w)
+    s2 = _box_sums(dark * dark, h, w)
+    var = np.maximum(s2 - s1 * s1 / model.size, 1e-9)
     ncc = corr / (np.sqrt(var) * float(np.sqrt((m * m).sum())) + 1e-9)
     i, j = np.unravel_index(int(np.argmax(ncc)), ncc.shape)
     return float(ncc[i, j]), int(i), int(j)
@@ -168,7 +175,9 @@ def identify_font(
     width = ext[1] - ext[0]
     upright = []
     for name in fonts:
-        for size in SIZES:
+        # Ink width grows about in proportion to the size: only sizes near the value's width.
+        guess = REFERENCE_SIZE * width / max(_ink_width(name, REFERENCE_SIZE, text), 1)
+        for size in range(max(SIZES[0], int(guess) - 4), min(SIZES[-1], int(guess) + 5) + 1):
             if abs(_ink_width(name, size, text) - width) > WIDTH_SLACK:
                 continue
             model = _model(text, name, size, BLURS[1])

@@ -128,7 +128,7 @@ class OcrResult:
     mean_confidence: float
     rotation: int  # 0, or 180 when the page was read upside down
     scale: float
-    seconds: float
+    seconds: float = 0.0  # wall time of the reading (not stored by `prepare`)
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:

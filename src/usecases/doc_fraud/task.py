@@ -79,7 +79,7 @@ class DocDataConfig(DataConfig):
     max_pixels: int = 50_000_000
     stride: int = 0  # tile stride in pixels; 0 = the tile size (model.image_size)
     negatives_per_page: int = 8  # clean tiles sampled per training page
-    ocr_workers: int = 0  # parallel Tesseract processes; 0 = one per CPU core
+    ocr_workers: int = 0  # parallel page processes (Tesseract, pixel features); 0 = per CPU core
     max_fpr: float = 0.01  # operating point: false-positive rate allowed on validation
     # Novelty (heads.fit_tail / add_novelty): tail quantile of authentic training pages, how
     # many of a page's largest exceedances add up, and the gate in robust spreads of authentic
@@ -325,11 +325,12 @@ class DocFraud(UseCase):
         ocr: dict[str, Any],
     ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
         """(image log-odds [n], heat maps, pixel features [n, k]) for documents of the corpus."""
-        from usecases.doc_fraud.forensics import pixel_features
         from usecases.doc_fraud.tiles import score_page
 
+        d: DocDataConfig = cfg.data  # type: ignore[assignment]
         raw = self.raw_dir(cfg)
-        logits, heats, inks = [], [], []
+        inks = _inks(raw, docs, ocr, d.ocr_workers)
+        logits, heats = [], []
         model.eval()
         for x in docs:
             image = load_rgb(raw / x.path)
@@ -338,9 +339,7 @@ class DocFraud(UseCase):
             )
             logits.append(heads.prob_to_logit(score))
             heats.append(heat)
-            ink = pixel_features(image, ocr.get(x.path))
-            inks.append([ink[n] for n in PIXEL_FEATURE_NAMES])
-        return np.array(logits), heats, np.array(inks, dtype=np.float64)
+        return np.array(logits), heats, inks
 
     def fit_heads(self, cfg: Config, model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
         """Fields head and glyph-novelty tail on train; fusion, novelty gate and threshold on
@@ -350,7 +349,7 @@ class DocFraud(UseCase):
         train, val = self.documents(cfg, "train"), self.documents(cfg, "val")
         with torch.inference_mode():
             # The CNN's train scores would be biased: only pixel features on train.
-            ink_train = _inks(self.raw_dir(cfg), train, ocr)
+            ink_train = _inks(self.raw_dir(cfg), train, ocr, d.ocr_workers)
             img_val, _, ink_val = self._page_scores(cfg, model, meta, val, ocr)
         y_train = np.array([x.label == "forged" for x in train], dtype=int)
         # How far each page's pixel statistics sit from those of authentic training pages of
@@ -679,14 +678,11 @@ def field_matrix(
     return x, names
 
 
-def _inks(raw: Path, docs: list[Document], ocr: dict[str, Any]) -> np.ndarray:
-    from usecases.doc_fraud.forensics import pixel_features
+def _inks(raw: Path, docs: list[Document], ocr: dict[str, Any], workers: int = 0) -> np.ndarray:
+    """Pixel features [n, k] of documents of the corpus, over `workers` processes."""
+    from usecases.doc_fraud.forensics import pixel_rows
 
-    rows = []
-    for x in docs:
-        ink = pixel_features(load_rgb(raw / x.path), ocr.get(x.path))
-        rows.append([ink[n] for n in PIXEL_FEATURE_NAMES])
-    return np.array(rows, dtype=np.float64)
+    return pixel_rows([(str(raw / x.path), ocr.get(x.path)) for x in docs], workers)
 
 
 def _pct(v: float | None) -> str:
@@ -733,7 +729,9 @@ def _ocr_all(raw: Path, docs: list[Document], workers: int) -> dict[str, Any]:
     workers = workers or (os.cpu_count() or 1)
 
     def one(doc: Document):
-        return doc.path, read_document(raw / doc.path, layout=doc.layout or None).to_json()
+        reading = read_document(raw / doc.path, layout=doc.layout or None).to_json()
+        reading.pop("seconds")  # wall time is not data: ocr.jsonl stays byte-identical per run
+        return doc.path, reading
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return dict(pool.map(one, docs))
