@@ -15,6 +15,8 @@ stratified by kind. Rows:
   experts C       one logistic regression per kind, scaled on authentic pages, max over kinds
   ... -render     the same without the render-and-compare digit features (`glyphfit`)
   ... -ring       the same without the stamp-ring features (`tiles.stamp_ring`)
+  ... -blur       the same without the stamp circle's blur against the print's
+                  (`forensics.stamp_blur_excess`)
   ... -stamp      the same without any stamp feature of `tiles.INK_FEATURE_NAMES` (blob and ring)
 """
 
@@ -122,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         ("experts C=0.1", True, 0.1, ()),
         ("experts C=0.1 -render", True, 0.1, RENDER),
         ("experts C=0.1 -ring", True, 0.1, RING),
+        ("experts C=0.1 -blur", True, 0.1, ("stamp_blur_excess",)),
         ("experts C=0.1 -stamp", True, 0.1, STAMP),
     ]
     cols = ["seen", *seen]

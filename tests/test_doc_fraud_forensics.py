@@ -237,3 +237,38 @@ def test_pixel_rows_are_the_same_over_processes(page, tmp_path):
     # Without a reading there are no value boxes: the render features stay at 0.
     render = [PIXEL_FEATURE_NAMES.index(n) for n in ("render_dx_max", "render_dy_max")]
     assert (one[1, render] == 0).all() and (one[0, render] > 0).all()
+
+
+def _drawn_stamp(sigma: float) -> np.ndarray:
+    """A violet stamp's outer ring (4 px) and inner circle (2 px) on paper, blurred by sigma."""
+    from PIL import ImageDraw
+    from scipy import ndimage
+
+    img = Image.new("RGB", (300, 300), (245, 243, 235))
+    draw = ImageDraw.Draw(img)
+    for r, width in ((90, 4), (63, 2)):
+        draw.ellipse((150 - r, 150 - r, 150 + r, 150 + r), outline=(92, 48, 150), width=width)
+    draw.text((120, 140), "ETAT CIVIL", fill=(92, 48, 150))
+    a = np.asarray(img, dtype=np.float32)
+    a = np.stack([ndimage.gaussian_filter(a[..., k], sigma) for k in range(3)], axis=-1)
+    return np.clip(a + 0.5, 0, 255).astype(np.uint8)
+
+
+def test_a_stamp_blurred_twice_has_a_softer_inner_circle():
+    from usecases.doc_fraud.forensics import line_blur, stamp_blur_excess
+    from usecases.doc_fraud.tiles import ring_line_sharpness
+
+    # The centre is known to about a pixel.
+    sharp = ring_line_sharpness(_drawn_stamp(0.6), 150.4, 149.6, 90.0)
+    soft = ring_line_sharpness(_drawn_stamp(1.2), 150.4, 149.6, 90.0)
+    assert sharp is not None and soft is not None and soft < sharp - 0.05
+    # The sharpness gives back the blur of a 2 px line (sampling adds a little).
+    assert line_blur(sharp) == pytest.approx(0.6, abs=0.15)
+    assert line_blur(soft) == pytest.approx(1.2, abs=0.15)
+    assert ring_line_sharpness(np.full((300, 300, 3), 240, np.uint8), 150, 150, 90) is None
+    ring = (150.4, 149.6, 90.0)
+    excess = stamp_blur_excess(_drawn_stamp(1.2), ring, 0.6)
+    assert excess > stamp_blur_excess(_drawn_stamp(0.6), ring, 0.6) + 0.4
+    # Nothing to compare with: no stamp found, or no value fitted.
+    assert stamp_blur_excess(_drawn_stamp(1.2), None, 0.6) == 0.0
+    assert stamp_blur_excess(_drawn_stamp(1.2), ring, None) == 0.0

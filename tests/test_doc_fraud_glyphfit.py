@@ -83,3 +83,22 @@ def test_a_page_read_upside_down_is_measured_upright(authentic):
     for k in RENDER_FEATURE_NAMES:
         assert flipped[k] == pytest.approx(upright[k], abs=1e-6)
     assert max(upright[k] for k in RENDER_FEATURE_NAMES) > 0  # something was measured
+
+
+def test_the_print_blur_is_measured_where_the_font_is_known(authentic):
+    from scipy import ndimage
+
+    from usecases.doc_fraud.glyphfit import render_fits, text_blur
+
+    grey, record = authentic
+    fits = render_fits(grey, record["boxes"], record["text"])
+    assert len(fits) == len(DIGIT_FIELDS)
+    scan = record["scan"]["blur"]  # the scan's Gaussian; its rotation blurs a little more
+    blur = text_blur(fits)
+    assert scan - 0.1 < blur < scan + 0.4
+    # Blurred again by 0.8 px: about sqrt(blur^2 + 0.8^2).
+    softer = text_blur(
+        render_fits(ndimage.gaussian_filter(grey, 0.8), record["boxes"], record["text"])
+    )
+    assert softer == pytest.approx(float(np.hypot(blur, 0.8)), abs=0.15)
+    assert text_blur([]) is None

@@ -54,6 +54,7 @@ REFERENCE_SIZE = 24  # the size a value's width is first compared at
 PAD = 10  # px of paper around the value box
 RENDER_PAD = 3  # px of blank around a rendering (room for the blur)
 BLURS = (0.4, 0.6, 0.8, 1.0)  # Gaussian sigmas (px) tried to make a rendering look scanned
+FINE_BLURS = np.arange(0.2, 1.601, 0.05)  # the same, finely, for the print's blur at the fit
 WIDTH_SLACK = 6  # px: a candidate's ink may be this much wider or narrower than the value's
 MIN_NCC = 0.8  # below this, no rendering explains the value: nothing is measured
 COARSE_ANGLES = (-1.2, -0.9, -0.6, -0.3, 0.0, 0.3, 0.6, 0.9, 1.2)  # degrees, then +-0.1 around
@@ -90,6 +91,7 @@ class ValueFit:
     ncc: float
     glyphs: list[GlyphFit]
     residual: float  # mean squared difference between the value and its fitted rendering
+    blur: float = 0.0  # Gaussian sigma (px) that best explains the value's print (`text_blur`)
 
 
 def _ink_width(name: str, size: int, text: str) -> int:
@@ -247,10 +249,36 @@ def fit_value(grey: np.ndarray, box: Sequence[float], text: str) -> ValueFit | N
         return None
     dark = _darkness(grey[y0:y1, x0:x1].astype(np.float32))
     found = [p for p in identify_font(dark, text) if p.ncc >= MIN_NCC][:REFIT]
-    fits = [_fit_glyphs(dark, text, p) for p in found]
+    fits = [(_fit_glyphs(dark, text, p), p) for p in found]
+    if not fits:
+        return None
     # Sizes a point apart can render equally wide and correlate almost equally well; the one
     # whose glyphs, each free to move, fit the pixels best is the one printed.
-    return min(fits, key=lambda v: v.residual, default=None)
+    best, placement = min(fits, key=lambda v: v[0].residual)
+    best.blur = _print_blur(dark, text, placement)
+    return best
+
+
+def _print_blur(dark: np.ndarray, text: str, p: Placement) -> float:
+    """The Gaussian sigma (px) whose blurred rendering, rotated and placed as found,
+    correlates best with the value (`FINE_BLURS`, refined by a parabola through the best
+    three): the page's print and scan blur, measured where the font is known."""
+    whole = _render(text, p.font, p.size, parts=False)[0]
+    h, w = whole.shape
+    window = dark[p.top : p.top + h, p.left : p.left + w]
+    t = window - window.mean()
+    nccs = []
+    for sigma in FINE_BLURS:
+        m = _rotate(ndimage.gaussian_filter(whole, sigma), p.angle)
+        m = m - m.mean()
+        nccs.append(float((t * m).sum()) / (float(np.sqrt((t * t).sum() * (m * m).sum())) + 1e-9))
+    i = int(np.argmax(nccs))
+    if 0 < i < len(nccs) - 1:
+        a, b, c = nccs[i - 1], nccs[i], nccs[i + 1]
+        denom = a - 2 * b + c
+        shift = 0.5 * (a - c) / denom if denom < 0 else 0.0
+        return float(FINE_BLURS[i] + shift * (FINE_BLURS[1] - FINE_BLURS[0]))
+    return float(FINE_BLURS[i])
 
 
 def _fit_glyphs(dark: np.ndarray, text: str, found: Placement) -> ValueFit:
@@ -316,18 +344,37 @@ def value_departures(fit: ValueFit) -> dict[str, float] | None:
     }
 
 
-def render_features(
+def render_fits(
     grey: np.ndarray, boxes: dict[str, Sequence[float]], texts: dict[str, str]
-) -> dict[str, float]:
-    """`RENDER_FEATURE_NAMES` of a page: the largest departures over its digit values (`boxes`
-    and `texts` as read, keyed by field; fields other than `DIGIT_FIELDS` are ignored)."""
-    out = dict.fromkeys(RENDER_FEATURE_NAMES, 0.0)
+) -> list[ValueFit]:
+    """The fitted renderings of a page's digit values (`boxes` and `texts` as read, keyed by
+    field; fields other than `DIGIT_FIELDS` are ignored)."""
+    fits = []
     for fld in DIGIT_FIELDS:
         box, text = boxes.get(fld), texts.get(fld)
         if box is None or not text:
             continue
-        fit = fit_value(grey, box, text)
-        dep = value_departures(fit) if fit is not None else None
-        for k, v in (dep or {}).items():
+        if (fit := fit_value(grey, box, text)) is not None:
+            fits.append(fit)
+    return fits
+
+
+def page_departures(fits: Sequence[ValueFit]) -> dict[str, float]:
+    """`RENDER_FEATURE_NAMES` of a page: the largest departures over its fitted values."""
+    out = dict.fromkeys(RENDER_FEATURE_NAMES, 0.0)
+    for fit in fits:
+        for k, v in (value_departures(fit) or {}).items():
             out[k] = max(out[k], v if math.isfinite(v) else 0.0)
     return out
+
+
+def text_blur(fits: Sequence[ValueFit]) -> float | None:
+    """The page's print blur (px): the median over its fitted values; None without one."""
+    return float(np.median([f.blur for f in fits])) if fits else None
+
+
+def render_features(
+    grey: np.ndarray, boxes: dict[str, Sequence[float]], texts: dict[str, str]
+) -> dict[str, float]:
+    """`RENDER_FEATURE_NAMES` of a page: the largest departures over its digit values."""
+    return page_departures(render_fits(grey, boxes, texts))
