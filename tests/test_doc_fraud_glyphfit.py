@@ -42,7 +42,23 @@ def test_the_printed_font_is_found_and_every_digit_sits_where_it_renders(authent
     assert dep is not None and dep["render_dx_max"] < 0.3 and dep["render_dy_max"] < 0.3
     feats = render_features(grey, record["boxes"], record["text"])
     assert tuple(feats) == RENDER_FEATURE_NAMES
-    assert max(feats.values()) < 0.3
+    assert feats["render_dx_max"] < 0.3 and feats["render_dy_max"] < 0.3
+    assert 0 < feats["render_hole_max"] < 2.5  # px of ink: JPEG and rendering differences
+
+
+def test_ink_missing_from_a_glyph_is_a_hole(authentic):
+    grey, record = authentic
+    clean = render_features(grey, record["boxes"], record["text"])["render_hole_max"]
+    # The corner of one glyph painted over, as a rectangle erasing its neighbour takes it.
+    x0, y0, x1, y1 = (int(v) for v in record["boxes"]["registration_number"])
+    crop = grey[y0:y1, x0:x1]
+    i, j = np.unravel_index(int(np.argmin(crop[:, crop.shape[1] // 2 :])), crop.shape)
+    j += crop.shape[1] // 2
+    clipped = grey.copy()
+    paper = float(np.percentile(crop, 90))
+    clipped[y0 + i - 1 : y0 + i + 2, x0 + j - 1 : x0 + j + 2] = paper
+    holed = render_features(clipped, record["boxes"], record["text"])["render_hole_max"]
+    assert holed > clean + 2.0  # 4.3 against 1.6 on this page
 
 
 @pytest.mark.parametrize(
