@@ -272,13 +272,11 @@ def _print_blur(dark: np.ndarray, text: str, p: Placement) -> float:
     three): the page's print and scan blur, measured where the font is known."""
     whole = _render(text, p.font, p.size, parts=False)[0]
     h, w = whole.shape
-    window = dark[p.top : p.top + h, p.left : p.left + w]
-    t = window - window.mean()
-    nccs = []
-    for sigma in FINE_BLURS:
-        m = _rotate(ndimage.gaussian_filter(whole, sigma), p.angle)
-        m = m - m.mean()
-        nccs.append(float((t * m).sum()) / (float(np.sqrt((t * t).sum() * (m * m).sum())) + 1e-9))
+    window = dark[p.top : p.top + h, p.left : p.left + w]  # the model's size: one placement
+    nccs = [
+        _align(window, _rotate(ndimage.gaussian_filter(whole, sigma), p.angle))[0]
+        for sigma in FINE_BLURS
+    ]
     i = int(np.argmax(nccs))
     if 0 < i < len(nccs) - 1:
         a, b, c = nccs[i - 1], nccs[i], nccs[i + 1]
