@@ -25,28 +25,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from usecases.core.images import load_rgb  # noqa: E402
 from usecases.doc_fraud import heads  # noqa: E402
 from usecases.doc_fraud.data import DOCUMENTS, read_documents  # noqa: E402
-from usecases.doc_fraud.forensics import PIXEL_FEATURE_NAMES, pixel_features  # noqa: E402
+from usecases.doc_fraud.forensics import PIXEL_FEATURE_NAMES, pixel_rows  # noqa: E402
 from usecases.doc_fraud.ocr import OcrResult  # noqa: E402
 from usecases.doc_fraud.task import OCR_FILE, field_matrix, suspicion  # noqa: E402
 
 RING = tuple(n for n in PIXEL_FEATURE_NAMES if n.startswith("ring_"))
 RENDER = tuple(n for n in PIXEL_FEATURE_NAMES if n.startswith("render_"))
 STAMP = (*(n for n in PIXEL_FEATURE_NAMES if n.startswith("stamp_") or n == "stray_light"), *RING)
-
-
-def _page(args: tuple[str, dict]) -> list[float]:
-    path, reading = args
-    f = pixel_features(load_rgb(path), reading)
-    return [f[n] for n in PIXEL_FEATURE_NAMES]
 
 
 def _auroc(y: np.ndarray, s: np.ndarray) -> float:
@@ -75,10 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in f:
             row = json.loads(line)
             readings[row["path"]] = row["ocr"]
-    with ProcessPoolExecutor(max(1, args.workers)) as ex:
-        inks = np.array(
-            list(ex.map(_page, [(str(raw / d.path), readings[d.path]) for d in docs], chunksize=8))
-        )
+    inks = pixel_rows([(str(raw / d.path), readings[d.path]) for d in docs], max(1, args.workers))
     results = [OcrResult.from_json(readings[d.path]) for d in docs]
     kinds = np.array([(d.forgery_type or "forged") if d.label == "forged" else "" for d in docs])
     y = (kinds != "").astype(int)
