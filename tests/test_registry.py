@@ -45,7 +45,7 @@ def test_every_registered_model_forward_backward(name):
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
-@pytest.mark.parametrize("name", ["marian_tiny", "pre_tiny"])
+@pytest.mark.parametrize("name", ["marian_tiny", "pre_tiny", "pre_nano"])
 def test_translation_models_forward_backward(name):
     torch.manual_seed(0)
     model = create_model(name, vocab_size=50, dropout=0.0)

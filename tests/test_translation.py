@@ -234,6 +234,17 @@ def test_scores_normalise_unicode_and_baselines_learn_a_glossary():
     g = Glossary.fit(rows)
     assert g.translate("marché", "fra", "eng") != "marché"
     assert g.translate("Cotonou", "fra", "eng") == "Cotonou"  # unknown words are copied
+
+
+def test_glossary_keeps_tone_marks_inside_words():
+    # ɔ́ and ɛ̀ have no precomposed form: in NFC the tone stays a combining mark after the letter.
+    fon = ["Mɛ̀ ɔ́ yì axì.", "Mɛ̀ ɔ́ ɖu nú.", "Axì ɔ́ ɖò.", "Mɛ̀ ɖu nú."]
+    fra = ["La personne va au marché.", "La personne mange.", "Le marché est là.", "Elle mange."]
+    g = Glossary.fit([("fon", "fra", a, b) for a, b in zip(fon, fra, strict=True)] * 2)
+    out = g.translate("Mɛ̀ ɔ́ ɖu", "fon", "fra")
+    assert "\u0300" not in out and "\u0301" not in out  # no stray marks: whole words translated
+    assert out.split()[0] == "Personne"  # mɛ̀ (capitalised) -> personne, learnt as one word
+    assert g.translate("Axì wɛ 12 .", "fon", "fra").split()[-2:] == ["12", "."]  # copied
     assert "signatures" not in scoring.signatures()
     assert scoring.signatures()["chrf_pp"].startswith("nrefs:1|")
 
@@ -303,7 +314,7 @@ def test_length_ratios_are_medians_of_the_training_pairs(tmp_path):
 # -- end to end --------------------------------------------------------------------------------
 def test_metrics_cover_both_benchmarks_with_signatures_and_baselines(project):
     root, cfg, _, _, metrics = project
-    out = root / "models/translation/pre_tiny"
+    out = root / "models/translation/pre_nano"
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["split"] == "test"
     assert set(saved["mafand"]) == {"fra-fon", "fon-fra"}

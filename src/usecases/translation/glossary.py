@@ -1,18 +1,22 @@
 """The word-for-word glossary baseline: learnt from the training pairs, it needs no model.
 
 Each source word goes to the target word it co-occurs with most (Dice score, seen together at
-least twice); unknown words, numbers and punctuation are copied.
+least twice); unknown words, numbers and punctuation are copied. A word keeps its combining
+marks: Fon, Ewe and Yoruba write tones on letters that have no precomposed form even in NFC
+(`ɔ́`, `ɛ̀`, `ẹ́`), and a regex word character does not include the mark.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+import unicodedata
 from collections import Counter, defaultdict
 
 from usecases.translation.corpus import nfc
 
-_WORD = re.compile(r"\w+|[^\w\s]")
+# Letters and digits with the combining marks (U+0300-036F, U+1DC0-1DFF) that follow them.
+_WORD = re.compile(r"(?:\w[\u0300-\u036f\u1dc0-\u1dff]*)+|[^\w\s]")
 
 Row = tuple[str, str, str, str]  # (src_lang, tgt_lang, src, tgt)
 
@@ -21,8 +25,13 @@ def words(text: str) -> list[str]:
     return _WORD.findall(nfc(text))
 
 
+def _is_word(token: str) -> bool:
+    """Letters only (tone marks allowed): numbers and punctuation are copied, never learnt."""
+    return token[0].isalpha() and all(c.isalpha() or unicodedata.combining(c) for c in token)
+
+
 def _content(text: str) -> set[str]:
-    return {w.lower() for w in words(text) if w.isalpha()}
+    return {w.lower() for w in words(text) if _is_word(w)}
 
 
 def _best(
