@@ -1,0 +1,167 @@
+"""Which translation model learns most in a fixed CPU time: each model trains for the same
+wall-clock seconds with the default recipe (the use case's own batches, loss, AdamW at the
+configured learning rate, bf16 autocast, warm-up then cosine decay over the time budget) and is
+scored on FLORES-200 **dev** (greedy, the default's length floor), beside the word-for-word
+glossary on the same sentences. Devtest is never read.
+
+    .venv/bin/python benchmarks/mt_budget.py [--models pre_nano pre_tiny] [--seconds 600]
+        [--sentences 80] [--threads 0]
+
+Needs the prepared corpus (`zoo fetch translation && zoo prepare translation`). Each model's
+dropout is its config's (`configs/model/<name>.yaml`). Run it on a quiet machine: the number of
+updates each model gets depends on everything else that runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import torch
+
+from usecases.core.config import compose
+from usecases.core.registry import get_usecase
+from usecases.core.trainer import amp_context
+from usecases.translation import corpus
+from usecases.translation.decode import DecodeOptions
+from usecases.translation.glossary import Glossary
+from usecases.translation.task import oriented, read_summary_labels
+
+DIRECTIONS = (
+    "fra-fon",
+    "fra-wol",
+    "fon-fra",
+    "wol-fra",
+    "eng-hau",
+    "fra-bam",
+    "yor-eng",
+    "fra-ewe",
+)
+
+
+def lr_factor(frac: float, warmup: float = 0.2) -> float:
+    """Linear warm-up over the first `warmup` of the budget, then cosine decay to zero."""
+    if frac < warmup:
+        return frac / warmup
+    return 0.5 * (1 + math.cos(math.pi * (frac - warmup) / (1 - warmup)))
+
+
+def train_for(uc, cfg, meta, seconds: float) -> tuple[torch.nn.Module, int, float]:
+    """The model after `seconds` of training: (model, updates, mean loss of the last 50)."""
+    torch.manual_seed(cfg.seed)
+    loader, _ = uc.build_loaders(cfg, meta)
+    model = uc.build_model(cfg, meta["labels"])
+    loss_fn = uc.loss_fn(cfg)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
+    )
+    losses: list[float] = []
+    model.train()
+    start = time.perf_counter()
+    updates = 0
+    epoch = 0
+    while True:
+        loader.batch_sampler.set_epoch(epoch)
+        for batch in loader:
+            frac = (time.perf_counter() - start) / seconds
+            if frac >= 1:
+                return model.eval(), updates, statistics.mean(losses[-50:])
+            for group in opt.param_groups:
+                group["lr"] = cfg.optim.lr * max(lr_factor(frac), 1e-3)
+            with amp_context("cpu", cfg.trainer.precision):
+                loss = loss_fn(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            losses.append(loss.item())
+            updates += 1
+        epoch += 1
+
+
+def dev_scores(uc, cfg, model, meta, glossary, sentences: int) -> dict[str, tuple[float, float]]:
+    """FLORES-200 dev chrF++ per direction: (model, glossary)."""
+    from sacrebleu.metrics import CHRF
+
+    chrf = CHRF(word_order=2)
+    dev = [p for p in uc.pairs(cfg) if p.corpus == "flores" and p.split == "dev"]
+    translate = uc.translator(model, meta)
+    opts = DecodeOptions.from_meta(meta)
+    out = {}
+    for d in DIRECTIONS:
+        src, tgt = d.split("-")
+        rows = oriented(dev, src, tgt)[:sentences]
+        if not rows:
+            continue
+        srcs = [corpus.nfc(s) for s, _, _ in rows]
+        refs = [corpus.nfc(r) for _, r, _ in rows]
+        hyps = translate(srcs, src, tgt, opts)
+        words = [glossary.translate(s, src, tgt) for s in srcs]
+        out[d] = (
+            chrf.corpus_score(hyps, [refs]).score,
+            chrf.corpus_score(words, [refs]).score,
+        )
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--models", nargs="+", default=["pre_nano", "pre_tiny"])
+    p.add_argument("--seconds", type=float, default=600.0, help="training time per model")
+    p.add_argument("--sentences", type=int, default=80, help="FLORES dev sentences per direction")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's choice)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    uc = get_usecase("translation")
+    rows = []
+    glossary = None
+    for name in args.models:
+        cfg = uc.config(compose([f"model={name}"], usecase="translation"))
+        labels = read_summary_labels(uc.processed_dir(cfg))
+        meta = uc.model_meta(cfg, labels)
+        if glossary is None:
+            train = [p for p in uc.pairs(cfg) if p.split == "train"]
+            glossary = Glossary.fit([(p.src_lang, p.tgt_lang, p.src, p.tgt) for p in train])
+        model, updates, loss = train_for(uc, cfg, meta, args.seconds)
+        scores = dev_scores(uc, cfg, model, meta, glossary, args.sentences)
+        params = sum(t.numel() for t in model.parameters()) / 1e6
+        rows.append(
+            (
+                name,
+                f"{params:.1f} M",
+                cfg.model.dropout,
+                updates,
+                f"{args.seconds / max(1, updates):.2f}",
+                f"{loss:.3f}",
+                f"{statistics.mean(m for m, _ in scores.values()):.2f}",
+                f"{statistics.mean(g for _, g in scores.values()):.2f}",
+            )
+        )
+        print(f"{name}: " + ", ".join(f"{d} {m:.2f}" for d, (m, _) in scores.items()), flush=True)
+    print(
+        f"\n{args.seconds:.0f} s of training per model; FLORES-200 dev chrF++, mean of "
+        f"{len(DIRECTIONS)} directions x {args.sentences} sentences\n"
+    )
+    head = (
+        "model",
+        "parameters",
+        "dropout",
+        "updates",
+        "s/update",
+        "train loss (last 50)",
+        "dev chrF++",
+        "glossary",
+    )
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        print("| " + " | ".join(str(x) for x in r) + " |")
+
+
+if __name__ == "__main__":
+    main()
