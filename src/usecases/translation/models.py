@@ -73,7 +73,7 @@ def prenorm(name: str, vocab_size: int, dropout: float = 0.1, max_positions: int
 @register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
 def pre_nano(pretrained: bool = False, vocab_size: int = 8000, dropout: float = 0.0, **_: Any):
     """Pre-layer-norm Transformer 3+3 layers, d=128 (about 2.5 M parameters): on a CPU budget of
-    minutes it makes 1.6x the updates of `pre_tiny` and learns more from them."""
+    minutes it makes about 1.6x the updates of `pre_tiny` and learns more from them."""
     return prenorm("pre_nano", vocab_size, dropout)
 
 
