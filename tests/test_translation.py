@@ -161,6 +161,16 @@ def test_prepare_cleans_quarantines_and_removes_devtest_sentences(project):
     assert summary["directions"] == ["eng-fuv", "fon-fra", "fra-fon", "fuv-eng"]
 
 
+def test_line_numbers_on_one_side_only_are_removed():
+    strip = corpus.strip_line_number
+    assert strip("5316- Agbàhwlɛ́nhwlɛ́n ɔ́ ɖo.", "Le cheval est là.") == "Agbàhwlɛ́nhwlɛ́n ɔ́ ɖo."
+    assert strip('"56- Ɖò è."', "Il dit.") == '"Ɖò è."'
+    # a list item numbered on both sides keeps its number; a number in the text is not a line's
+    assert strip("4- Muhimman littafa.", "4- Important books.") == "4- Muhimman littafa."
+    assert strip("56 ɖo 100 jí.", "56 sur 100.") == "56 ɖo 100 jí."
+    assert strip("1980-1990 wɛ.", "De 1980 à 1990.") == "1980-1990 wɛ."
+
+
 def test_corpus_errors_name_the_file_and_line(tmp_path):
     bad = tmp_path / "x.fon"
     bad.write_bytes(b"ok\n\xff\xfebroken\n")

@@ -103,6 +103,17 @@ def aligned(a: Path, b: Path) -> tuple[list[str], list[str]]:
 
 
 _TRIPLE = re.compile(r'"{2,3}')
+# A line number at the head of a sentence ("5316- Agbàhwlɛ́nhwlɛ́n ..."): MAFAND-MT's Fon side
+# carries one on most lines, in train, dev and test alike, where the French side has none.
+_NUMBERED = re.compile(r'^("?)\d+- ')
+
+
+def strip_line_number(text: str, other: str) -> str:
+    """`text` without a leading line number that its translation `other` does not have (a
+    numbered list item, numbered on both sides, keeps its number)."""
+    if _NUMBERED.match(other):
+        return text
+    return _NUMBERED.sub(r"\1", text, count=1)
 
 
 def clean_text(text: str, quotes: bool = True) -> str:
@@ -204,6 +215,10 @@ def build(
         # Only MAFAND-MT carries the documented CSV-quoting artefacts; other text keeps its quotes.
         quotes = p.corpus == "mafand"
         src, tgt = clean_text(p.src, quotes), clean_text(p.tgt, quotes)
+        quoted = int(src != " ".join(nfc(p.src).split()) or tgt != " ".join(nfc(p.tgt).split()))
+        numbered = (strip_line_number(src, tgt), strip_line_number(tgt, src))
+        renumbered = int(numbered != (src, tgt))
+        src, tgt = numbered
         where = f"{p.corpus}/{p.src_lang}-{p.tgt_lang}/train:{p.line}"
         reason = quarantine_reason(src, tgt, max_ratio)
         if reason is None and (src in devtest or tgt in devtest):
@@ -215,8 +230,9 @@ def build(
         if reason:
             quarantined.append({"path": where, "reason": reason})
             continue
-        changed = int(src != " ".join(nfc(p.src).split()) or tgt != " ".join(nfc(p.tgt).split()))
-        stats[f"quotes_cleaned_{p.corpus}_{p.src_lang}-{p.tgt_lang}"] += changed
+        stats[f"quotes_cleaned_{p.corpus}_{p.src_lang}-{p.tgt_lang}"] += quoted
+        stats[f"line_numbers_removed_{p.corpus}_{p.src_lang}-{p.tgt_lang}"] += renumbered
+        changed = max(quoted, renumbered)
         stats["nfc_changed"] += int(
             src != " ".join(p.src.split()) or tgt != " ".join(p.tgt.split())
         )

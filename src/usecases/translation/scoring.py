@@ -190,8 +190,8 @@ def card_tables(metrics: dict[str, Any]) -> str:
     if cleaned:
         lines.append("")
         lines.append(
-            "Against references with the CSV-quoting artefacts removed (labelled; the table "
-            "above uses the published references): "
+            "Against references with the CSV-quoting artefacts and line numbers removed "
+            "(labelled; the table above uses the published references): "
             + "; ".join(
                 f"{k} chrF++ {v['chrf_pp']:.2f}, BLEU {v['bleu']:.2f}" for k, v in cleaned.items()
             )
@@ -204,6 +204,7 @@ def card_tables(metrics: dict[str, Any]) -> str:
         )
         clean = data["cleaning"]
         quotes = sum(v for k, v in clean.items() if k.startswith("quotes_cleaned"))
+        numbers = sum(v for k, v in clean.items() if k.startswith("line_numbers_removed"))
         lines += [
             "",
             "## Training data",
@@ -212,7 +213,8 @@ def card_tables(metrics: dict[str, Any]) -> str:
             f"{data['quarantined']}, of which {clean.get('devtest_overlap', 0)} because a side "
             f"is in FLORES-200 devtest and {clean.get('mafand_test_overlap', 0)} because a side "
             f"is in MAFAND-MT test. CSV-quoting artefacts cleaned in "
-            f"{quotes} MAFAND-MT training pairs; test references were left as published. "
+            f"{quotes} MAFAND-MT training pairs and a leading line number (on one side "
+            f"only) removed from {numbers}; test references were left as published. "
             f"Shared SentencePiece vocabulary: {data['vocab_size']} pieces.",
         ]
     lines += [

@@ -422,8 +422,11 @@ class Translation(UseCase):
                     [glossary.translate(s, t["src"], t["tgt"]) for s in srcs], refs, brief=True
                 ),
             }
-            if t["benchmark"] == "mafand" and '"' in "".join(refs):
-                cleaned = [corpus.clean_text(r) for r in refs]
+            if t["benchmark"] == "mafand":
+                cleaned = [
+                    corpus.strip_line_number(corpus.clean_text(r), corpus.clean_text(s))
+                    for s, r in zip(srcs, refs, strict=True)
+                ]
                 if cleaned != [" ".join(corpus.nfc(r).split()) for r in refs]:
                     entry["cleaned_reference"] = scoring.score(hyps, cleaned, brief=True)
             results[t["benchmark"]][key] = entry
