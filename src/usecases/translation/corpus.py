@@ -216,6 +216,7 @@ def build(
         quotes = p.corpus == "mafand"
         src, tgt = clean_text(p.src, quotes), clean_text(p.tgt, quotes)
         quoted = int(src != " ".join(nfc(p.src).split()) or tgt != " ".join(nfc(p.tgt).split()))
+        normalised = int(nfc(p.src) != p.src or nfc(p.tgt) != p.tgt)
         numbered = (strip_line_number(src, tgt), strip_line_number(tgt, src))
         renumbered = int(numbered != (src, tgt))
         src, tgt = numbered
@@ -233,9 +234,7 @@ def build(
         stats[f"quotes_cleaned_{p.corpus}_{p.src_lang}-{p.tgt_lang}"] += quoted
         stats[f"line_numbers_removed_{p.corpus}_{p.src_lang}-{p.tgt_lang}"] += renumbered
         changed = max(quoted, renumbered)
-        stats["nfc_changed"] += int(
-            src != " ".join(p.src.split()) or tgt != " ".join(p.tgt.split())
-        )
+        stats["nfc_changed"] += normalised
         out.append(Pair(p.corpus, p.split, p.src_lang, p.tgt_lang, p.line, src, tgt, changed))
     # FLORES-200 dev/devtest for every trained language pair and every zero-shot pair.
     flores = {(p.src_lang, p.tgt_lang) for p in published}
