@@ -81,12 +81,11 @@ def train_for(uc, cfg, meta, seconds: float) -> tuple[torch.nn.Module, int, floa
         epoch += 1
 
 
-def dev_scores(uc, cfg, model, meta, glossary, sentences: int) -> dict[str, tuple[float, float]]:
-    """FLORES-200 dev chrF++ per direction: (model, glossary)."""
+def dev_scores(uc, dev, model, meta, glossary, sentences: int) -> dict[str, tuple[float, float]]:
+    """FLORES-200 dev chrF++ per direction of the `dev` pairs: (model, glossary)."""
     from sacrebleu.metrics import CHRF
 
     chrf = CHRF(word_order=2)
-    dev = [p for p in uc.pairs(cfg) if p.corpus == "flores" and p.split == "dev"]
     translate = uc.translator(model, meta)
     opts = DecodeOptions.from_meta(meta)
     out = {}
@@ -119,16 +118,17 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     uc = get_usecase("translation")
     rows = []
-    glossary = None
+    pairs = uc.pairs(uc.config(compose([], usecase="translation")))  # the same for every model
+    dev = [p for p in pairs if p.corpus == "flores" and p.split == "dev"]
+    glossary = Glossary.fit(
+        [(p.src_lang, p.tgt_lang, p.src, p.tgt) for p in pairs if p.split == "train"]
+    )
     for name in args.models:
         cfg = uc.config(compose([f"model={name}"], usecase="translation"))
         labels = read_summary_labels(uc.processed_dir(cfg))
         meta = uc.model_meta(cfg, labels)
-        if glossary is None:
-            train = [p for p in uc.pairs(cfg) if p.split == "train"]
-            glossary = Glossary.fit([(p.src_lang, p.tgt_lang, p.src, p.tgt) for p in train])
         model, updates, loss = train_for(uc, cfg, meta, args.seconds)
-        scores = dev_scores(uc, cfg, model, meta, glossary, args.sentences)
+        scores = dev_scores(uc, dev, model, meta, glossary, args.sentences)
         params = sum(t.numel() for t in model.parameters()) / 1e6
         rows.append(
             (
