@@ -7,6 +7,9 @@ glossary on the same sentences. Devtest is never read.
     .venv/bin/python benchmarks/mt_budget.py [--models pre_nano pre_tiny] [--seconds 600]
         [--sentences 80] [--threads 0]
 
+A candidate is a model name, optionally followed by Hydra overrides of the recipe in the same
+quoted argument, e.g. `--models pre_nano "pre_nano data.tokens_per_batch=1000 optim.lr=0.001"`.
+
 Needs the prepared corpus (`zoo fetch translation && zoo prepare translation`). Each model's
 dropout is its config's (`configs/model/<name>.yaml`). Run it on a quiet machine: the number of
 updates each model gets depends on everything else that runs.
@@ -109,7 +112,12 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--models", nargs="+", default=["pre_nano", "pre_tiny"])
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=["pre_nano", "pre_tiny"],
+        help="candidates: a model name, optionally followed by Hydra overrides (one quoted arg)",
+    )
     p.add_argument("--seconds", type=float, default=600.0, help="training time per model")
     p.add_argument("--sentences", type=int, default=80, help="FLORES dev sentences per direction")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's choice)")
@@ -123,8 +131,9 @@ def main() -> None:
     glossary = Glossary.fit(
         [(p.src_lang, p.tgt_lang, p.src, p.tgt) for p in pairs if p.split == "train"]
     )
-    for name in args.models:
-        cfg = uc.config(compose([f"model={name}"], usecase="translation"))
+    for candidate in args.models:
+        name, *overrides = candidate.split()
+        cfg = uc.config(compose([f"model={name}", *overrides], usecase="translation"))
         labels = read_summary_labels(uc.processed_dir(cfg))
         meta = uc.model_meta(cfg, labels)
         model, updates, loss = train_for(uc, cfg, meta, args.seconds)
@@ -132,7 +141,7 @@ def main() -> None:
         params = sum(t.numel() for t in model.parameters()) / 1e6
         rows.append(
             (
-                name,
+                candidate,
                 f"{params:.1f} M",
                 cfg.model.dropout,
                 updates,
@@ -142,7 +151,7 @@ def main() -> None:
                 f"{statistics.mean(g for _, g in scores.values()):.2f}",
             )
         )
-        print(f"{name}: " + ", ".join(f"{d} {m:.2f}" for d, (m, _) in scores.items()), flush=True)
+        print(f"{candidate}: " + ", ".join(f"{d} {m:.2f}" for d, (m, _) in scores.items()), flush=True)
     print(
         f"\n{args.seconds:.0f} s of training per model; FLORES-200 dev chrF++, mean of "
         f"{len(DIRECTIONS)} directions x {args.sentences} sentences\n"
