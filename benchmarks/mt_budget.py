@@ -151,7 +151,9 @@ def main() -> None:
                 f"{statistics.mean(g for _, g in scores.values()):.2f}",
             )
         )
-        print(f"{candidate}: " + ", ".join(f"{d} {m:.2f}" for d, (m, _) in scores.items()), flush=True)
+        print(
+            f"{candidate}: " + ", ".join(f"{d} {m:.2f}" for d, (m, _) in scores.items()), flush=True
+        )
     print(
         f"\n{args.seconds:.0f} s of training per model; FLORES-200 dev chrF++, mean of "
         f"{len(DIRECTIONS)} directions x {args.sentences} sentences\n"
