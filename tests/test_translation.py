@@ -398,7 +398,7 @@ def test_prepare_and_training_repeat_byte_for_byte_across_processes(project):
             ]  # all but the epochs' wall time
         outputs.append(
             {
-                **{f: (processed / f).read_bytes() for f in ("manifest.csv", "spm.model")},
+                **{f.name: f.read_bytes() for f in sorted(processed.iterdir())},  # every file
                 "weights": (model / "weights.safetensors").read_bytes(),
                 "history": history,
             }
