@@ -26,12 +26,15 @@ def test_every_experiment_composes_with_smoke_profile(experiment):
     expected_model = {
         "crop_mobilenet_v3_small": "mobilenet_v3_small",
         "crop_resnet18": "resnet18",
-        "mt_full": "pre_tiny",
+        "mt_full": "pre_nano",
         "speech_full": "crnn",
     }
     assert cfg.model.name == expected_model.get(experiment, "efficientnet_lite0")
     if experiment == "speech_full":  # its own release beside the default one
         assert cfg.name == "crnn_hau.full"
+    if experiment == "mt_full":  # the default's recipe, longer
+        assert cfg.name == "pre_nano.full" and cfg.data.beams == 1
+        assert cfg.data.tokens_per_batch == 2000 and cfg.trainer.max_epochs == 15
     if usecase == "crop_disease":
         assert cfg.model.image_size == 64
 

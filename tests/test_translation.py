@@ -301,6 +301,65 @@ def test_decoder_start_is_the_target_tag_in_training_and_decoding(tmp_path):
         assert tag_start.decode(out)[0].find("<2") == -1  # the tag never shows in text
 
 
+def test_the_model_learns_to_copy_its_source(monkeypatch):
+    """A small model trained with the use case's own batching, loss and decoding learns a task
+    that only the source can solve (write it out again): broken attention masks, decoder inputs
+    shifted the wrong way or labels misaligned with the logits leave it at chance."""
+    import torch
+
+    from usecases.translation import models
+
+    monkeypatch.setitem(models.SIZES, "marian_test", (64, 2, 2, 4, 128))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # ops this small only lose from more threads
+    try:
+        copied = _train_and_copy(models.prenorm("pre_test", 40, dropout=0.0, max_positions=32))
+    finally:
+        torch.set_num_threads(threads)
+    # By chance a model would copy none of them: 34 symbols, 3 to 8 of them per sequence.
+    assert copied >= 20, f"{copied} of 50 sources copied"
+
+
+def _train_and_copy(model) -> int:
+    """Train `model` to copy random sequences; how many of 50 new ones it copies exactly."""
+    import random
+    import types
+
+    import torch
+
+    from usecases.translation.batching import collate
+    from usecases.translation.task import Translation
+
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    vocab, start = 40, 5
+
+    def example() -> dict:
+        body = [rng.randrange(6, vocab) for _ in range(rng.randint(3, 8))]
+        return {"src_ids": [start, *body, EOS], "tgt_ids": [*body, EOS], "start_id": start}
+
+    loss_fn = Translation().loss_fn(
+        types.SimpleNamespace(optim=types.SimpleNamespace(label_smoothing=0.0))
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / 100))
+    model.train()
+    for _ in range(500):
+        loss = loss_fn(model, collate([example() for _ in range(32)]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        warmup.step()
+    assert loss.item() < 0.5, f"training loss {loss.item():.3f}"
+    test = [example() for _ in range(50)]
+    codec = types.SimpleNamespace(pad_id=0, eos_id=EOS, start_id=start)
+    opts = DecodeOptions(no_repeat_ngram=0, repetition_penalty=1.0)
+    out = generate(model, [e["src_ids"] for e in test], opts, codec, starts=[start] * len(test))
+    return sum(
+        row[1 : 1 + len(e["tgt_ids"])] == e["tgt_ids"] for row, e in zip(out, test, strict=True)
+    )
+
+
 def test_length_ratios_are_medians_of_the_training_pairs(tmp_path):
     v = Vocab(train_spm(FR + FON + EN + FUV, ["fra", "fon"], 120, tmp_path / "a.model"))
     pairs = [
