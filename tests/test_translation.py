@@ -24,7 +24,7 @@ from usecases.translation.batching import TokenBatchSampler, token_batches
 from usecases.translation.decode import DecodeOptions, MinLength, generate
 from usecases.translation.glossary import Glossary
 from usecases.translation.task import length_ratios
-from usecases.translation.vocab import EOS, Vocab, tag, train_spm
+from usecases.translation.vocab import EOS, PAD, Vocab, tag, train_spm
 
 from .conftest import REPO, smoke_overrides
 
@@ -352,7 +352,7 @@ def _train_and_copy(model) -> int:
         warmup.step()
     assert loss.item() < 0.5, f"training loss {loss.item():.3f}"
     test = [example() for _ in range(50)]
-    codec = types.SimpleNamespace(pad_id=0, eos_id=EOS, start_id=start)
+    codec = types.SimpleNamespace(pad_id=PAD, eos_id=EOS, start_id=start)
     opts = DecodeOptions(no_repeat_ngram=0, repetition_penalty=1.0)
     out = generate(model, [e["src_ids"] for e in test], opts, codec, starts=[start] * len(test))
     return sum(
