@@ -35,6 +35,12 @@ def test_every_experiment_composes_with_smoke_profile(experiment):
     if experiment == "mt_full":  # the default's recipe, longer
         assert cfg.name == "pre_nano.full" and cfg.data.beams == 1
         assert cfg.data.tokens_per_batch == 2000 and cfg.model.dropout == 0.0
+        # FLORES dev trains it, so it has its own prepared corpus beside the default's
+        assert (
+            cfg.data.train_on_flores_dev and cfg.data.flores_dev_heldout >= cfg.data.val_sentences
+        )
+        assert cfg.paths.processed != compose([], usecase=usecase)["paths"]["processed"]
+        assert cfg.trainer.average_checkpoints == 5
     if usecase == "crop_disease":
         assert cfg.model.image_size == 64
 

@@ -6,11 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from usecases.core.checkpoint import load_checkpoint, save_checkpoint
+from usecases.core.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from usecases.core.config import OptimConfig, TrainerConfig
 from usecases.core.trainer import (
     Trainer,
     amp_context,
+    average_states,
     build_optimizer,
     build_scheduler,
     seed_everything,
@@ -182,3 +183,44 @@ def test_a_batch_sampler_gets_a_new_epoch_every_epoch(tmp_path):
     t.fit(loader, toy_data(seed=1))
     # Told every epoch in turn: without it, every epoch would replay the first one's batches.
     assert batches.epochs == [0, 1, 2]
+
+
+def test_checkpoint_averaging_keeps_the_mean_of_the_last_epochs(tmp_path):
+    t = make_trainer(tmp_path / "avg", max_epochs=4, average_checkpoints=3)
+    t.eval_fn = lambda model, loader: {"accuracy": float(t.state.epoch)}  # every epoch is best
+    t.fit(toy_data(), toy_data(seed=1))
+    run = tmp_path / "avg"
+    # only the epochs the average needs are kept on disk
+    kept = sorted(p.name for p in run.glob("epoch-*"))
+    assert kept == [f"epoch-{e}.safetensors" for e in (2, 3, 4)]
+    epochs = [load_weights(run / f"epoch-{e}.safetensors") for e in (2, 3, 4)]
+    assert not torch.equal(epochs[0]["0.weight"], epochs[2]["0.weight"])
+    model = t.model.state_dict()
+    for k in model:
+        assert torch.allclose(model[k], sum(e[k] for e in epochs) / 3, atol=1e-6), k
+    assert torch.equal(load_weights(run / "best.safetensors")["0.weight"], model["0.weight"])
+
+
+def test_checkpoint_averaging_resumes_exactly(tmp_path):
+    def improving(t):
+        t.eval_fn = lambda model, loader: {"accuracy": float(t.state.epoch)}
+        return t
+
+    full = improving(make_trainer(tmp_path / "full", max_epochs=4, average_checkpoints=2))
+    full.fit(toy_data(), toy_data(seed=1))
+    first = improving(
+        make_trainer(tmp_path / "split", max_epochs=4, max_steps=12, average_checkpoints=2)
+    )
+    first.fit(toy_data(), toy_data(seed=1))
+    assert first.state.epoch == 3
+    second = improving(make_trainer(tmp_path / "split", max_epochs=4, average_checkpoints=2))
+    second.fit(toy_data(), toy_data(seed=1), resume=True)
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, second.model.state_dict()[k]), k
+
+
+def test_average_states_averages_floats_and_keeps_counters():
+    a = {"w": torch.tensor([1.0, 3.0]), "n": torch.tensor(1)}
+    b = {"w": torch.tensor([3.0, 5.0]), "n": torch.tensor(2)}
+    out = average_states([a, b])
+    assert torch.equal(out["w"], torch.tensor([2.0, 4.0])) and out["n"].item() == 2

@@ -161,6 +161,43 @@ def test_prepare_cleans_quarantines_and_removes_devtest_sentences(project):
     assert summary["directions"] == ["eng-fuv", "fon-fra", "fra-fon", "fuv-eng"]
 
 
+def test_flores_dev_trains_only_after_the_held_out_lines_and_never_zero_shot(tmp_path):
+    raw = write_corpus(tmp_path / "raw")
+    # English and Fulfulde devtest differ from dev; Fon's devtest line 2 is its dev line 2
+    for lang in ("eng", "fuv"):
+        path = raw / "flores200" / "devtest" / f"{lang}_Latn.devtest"
+        write_lines(path, [f"{lang} devtest {i}." for i in (1, 2)])
+    args = (raw, ["fra-fon"], ["fuv"], 3.0, [("fra", "fuv")])
+
+    def flores_train(prepared):
+        return [
+            (p.src_lang, p.tgt_lang, p.line, p.src)
+            for p in prepared.pairs
+            if p.corpus == "flores" and p.split == "train"
+        ]
+
+    assert flores_train(corpus.build(*args)) == []
+    with_dev = corpus.build(*args, flores_dev_from=1)
+    # line 1 stays held out; French-Fulfulde is zero-shot and never trains; a dev sentence that
+    # is also a devtest sentence goes to quarantine
+    assert flores_train(with_dev) == [("eng", "fuv", 2, "The fields are green.")]
+    assert {"path": "flores/fra-fon/train:2", "reason": "also in FLORES-200 devtest"} in (
+        with_dev.quarantined
+    )
+    # FLORES dev is still there whole for model selection
+    dev = [p for p in with_dev.pairs if p.corpus == "flores" and p.split == "dev"]
+    assert sorted({p.line for p in dev}) == [1, 2]
+    uc = get_usecase("translation")
+    cfg = uc.config(
+        compose(
+            ["data.train_on_flores_dev=true", "data.flores_dev_heldout=10"],
+            usecase="translation",
+        )
+    )
+    with pytest.raises(DataError, match="data.flores_dev_heldout=10 is below data.val_sentences"):
+        uc._flores_dev_from(cfg.data)
+
+
 def test_line_numbers_on_one_side_only_are_removed():
     strip = corpus.strip_line_number
     assert strip("5316- Agbàhwlɛ́nhwlɛ́n ɔ́ ɖo.", "Le cheval est là.") == "Agbàhwlɛ́nhwlɛ́n ɔ́ ɖo."

@@ -78,6 +78,9 @@ class TrainerConfig:
     max_steps: int = -1
     grad_accum: int = 1
     early_stopping_patience: int = 0
+    # Keep the mean of the last N epochs' weights (N = 0 or 1: the epoch's own weights) as the
+    # best model: checkpoint averaging, judged by the newest epoch's validation metric.
+    average_checkpoints: int = 0
     monitor: str = "accuracy"
     monitor_mode: str = "max"
     log_every_n_steps: int = 10

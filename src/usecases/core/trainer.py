@@ -27,6 +27,7 @@ from torch import nn
 
 from usecases.core.checkpoint import (
     load_checkpoint,
+    load_weights,
     rng_state,
     save_checkpoint,
     save_weights,
@@ -120,6 +121,19 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of floating-point tensors across `states` (in float32, cast back);
+    other tensors (counters, integer buffers) are taken from the newest state."""
+    out = {}
+    for k, v in states[-1].items():
+        if v.is_floating_point():
+            mean = torch.stack([s[k].float() for s in states]).mean(0)
+            out[k] = mean.to(v.dtype)
+        else:
+            out[k] = v.clone()
+    return out
+
+
 @dataclass
 class TrainState:
     epoch: int = 0  # epochs completed
@@ -158,6 +172,8 @@ class Trainer:
         self.config = config or {}
         self.state = TrainState()
         self.best_state: dict[str, torch.Tensor] | None = None
+        self._averaged = max(1, cfg.average_checkpoints)
+        self._recent: list[dict[str, torch.Tensor]] = []  # the last epochs' weights, oldest first
         self.is_main = is_main()
         self._live = None
         if cfg.monitor_mode not in ("max", "min"):
@@ -265,15 +281,19 @@ class Trainer:
             or (self.cfg.monitor_mode == "max" and value > self.state.best)
             or (self.cfg.monitor_mode == "min" and value < self.state.best)
         )
+        current = {k: v.detach().clone() for k, v in unwrap(self.model).state_dict().items()}
+        if self._averaged > 1:
+            self._recent = [*self._recent, current][-self._averaged :]
+            if self.is_main:
+                save_weights(current, self._epoch_path(self.state.epoch))
+                self._epoch_path(self.state.epoch - self._averaged).unlink(missing_ok=True)
         if better:
             self.state.best, self.state.best_epoch, self.state.bad_epochs = (
                 value,
                 self.state.epoch,
                 0,
             )
-            self.best_state = {
-                k: v.detach().clone() for k, v in unwrap(self.model).state_dict().items()
-            }
+            self.best_state = average_states(self._recent) if self._averaged > 1 else current
             if self.is_main:
                 save_weights(self.best_state, self.run_dir / "best.safetensors")
         else:
@@ -298,6 +318,10 @@ class Trainer:
             self.save()
 
     # -- checkpoints ----------------------------------------------------------------------
+    def _epoch_path(self, epoch: int) -> Path:
+        """One epoch's weights, kept while a checkpoint average needs them."""
+        return self.run_dir / f"epoch-{epoch}.safetensors"
+
     @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / "last.ckpt.safetensors"
@@ -330,9 +354,14 @@ class Trainer:
         self.state = TrainState(**ckpt["trainer_state"])
         best = self.run_dir / "best.safetensors"
         if best.is_file():
-            from usecases.core.checkpoint import load_weights
-
             self.best_state = load_weights(best)
+        # The epochs that a checkpoint average still needs, from their weights files.
+        first = self.state.epoch - self._averaged + 1
+        self._recent = [
+            load_weights(path)
+            for path in (self._epoch_path(e) for e in range(max(1, first), self.state.epoch + 1))
+            if path.is_file()
+        ]
         log.info(
             "resumed from %s at epoch %d, step %d",
             self.checkpoint_path,

@@ -190,9 +190,14 @@ def build(
     seed_langs: list[str],
     max_ratio: float,
     zero_shot: list[tuple[str, str]] = (),
+    flores_dev_from: int | None = None,
 ) -> Prepared:
     """Training pairs (cleaned, quarantined, devtest overlap removed), MAFAND dev/test and
-    FLORES dev/devtest pairs (as published) for every trained language pair."""
+    FLORES dev/devtest pairs (as published) for every trained language pair.
+
+    With `flores_dev_from` = N, the FLORES-200 dev sentences after the first N also train every
+    language pair that the corpora train (never a zero-shot pair); the first N stay held out for
+    model selection. Devtest is never trained on."""
     stats: Counter[str] = Counter({"devtest_overlap": 0, "mafand_test_overlap": 0})
     quarantined: list[dict[str, str]] = []
     published: list[Pair] = []
@@ -201,6 +206,14 @@ def build(
     for lang in seed_langs:
         published += nllb_seed_pairs(raw, lang)
     langs = {x for p in published for x in (p.src_lang, p.tgt_lang)}
+    trained = sorted({(p.src_lang, p.tgt_lang) for p in published})
+    if flores_dev_from is not None:
+        for a, b in trained:
+            published += [
+                Pair(p.corpus, "train", a, b, p.line, p.src, p.tgt)
+                for p in flores_pairs(raw, a, b, "dev")
+                if p.line > flores_dev_from
+            ]
     # Every FLORES devtest sentence of every language we touch: training must not contain one.
     devtest = {nfc(s).strip() for lang in sorted(langs) for s in flores_lines(raw, lang, "test")}
     # ... nor a MAFAND-MT test sentence (the published splits share a few sentences).
@@ -237,7 +250,7 @@ def build(
         stats["nfc_changed"] += normalised
         out.append(Pair(p.corpus, p.split, p.src_lang, p.tgt_lang, p.line, src, tgt, changed))
     # FLORES-200 dev/devtest for every trained language pair and every zero-shot pair.
-    flores = {(p.src_lang, p.tgt_lang) for p in published}
+    flores = set(trained)
     for a, b in zero_shot:
         if (a, b) not in flores and (b, a) not in flores:
             flores.add((a, b))

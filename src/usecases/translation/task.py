@@ -63,6 +63,10 @@ class MTDataConfig(DataConfig):
     repetition_penalty: float = 1.2
     min_length: float = 0.0  # see DecodeOptions.min_length
     decoder_start: str = "tag"  # the decoder's first input: "tag" (the target's tag) or "pad"
+    # Train on FLORES-200 dev too (every trained pair, never a zero-shot one), except its first
+    # `flores_dev_heldout` sentences, which stay out for model selection. Devtest never trains.
+    train_on_flores_dev: bool = False
+    flores_dev_heldout: int = 200
 
 
 def read_summary_labels(processed: Path) -> list[str]:
@@ -127,7 +131,14 @@ class Translation(UseCase):
         d = _d(cfg)
         raw, out = self.raw_dir(cfg), self.processed_dir(cfg)
         zero = [parse_direction(x, "data.zero_shot") for x in d.zero_shot]
-        prepared = corpus.build(raw, d.mafand_pairs, d.nllb_seed_langs, d.max_length_ratio, zero)
+        prepared = corpus.build(
+            raw,
+            d.mafand_pairs,
+            d.nllb_seed_langs,
+            d.max_length_ratio,
+            zero,
+            flores_dev_from=self._flores_dev_from(d),
+        )
         pairs = prepared.pairs
         if d.limit_per_class:
             seen: Counter[tuple] = Counter()
@@ -170,6 +181,19 @@ class Translation(UseCase):
         }
         write_json(out / SUMMARY, summary)
         return summary
+
+    @staticmethod
+    def _flores_dev_from(d: MTDataConfig) -> int | None:
+        """The FLORES-200 dev line after which sentences train, or None (dev does not train)."""
+        if not d.train_on_flores_dev:
+            return None
+        if d.flores_dev_heldout < d.val_sentences:
+            raise DataError(
+                f"data.flores_dev_heldout={d.flores_dev_heldout} is below "
+                f"data.val_sentences={d.val_sentences}: model selection would read FLORES-200 "
+                "dev sentences that the model trains on"
+            )
+        return d.flores_dev_heldout
 
     def pairs(self, cfg: Config) -> list[Pair]:
         return read_pairs(self.processed_dir(cfg) / MANIFEST)
