@@ -198,6 +198,19 @@ def test_flores_dev_trains_only_after_the_held_out_lines_and_never_zero_shot(tmp
         uc._flores_dev_from(cfg.data)
 
 
+def test_the_card_says_when_flores_dev_trained():
+    data = {
+        "training_pairs": {"mafand/train": {"fra-fon": 10}, "flores/train": {"fra-fon": 797}},
+        "cleaning": {"devtest_overlap": 0},
+        "quarantined": 0,
+        "vocab_size": 8000,
+    }
+    assert "FLORES-200 dev sentences" not in scoring.card_tables({"data": data})
+    card = scoring.card_tables({"data": {**data, "flores_dev_heldout": 200}})
+    assert "flores: fra-fon 797" in card
+    assert "FLORES-200 dev sentences 201 onwards" in card and "dev sentences 1-200" in card
+
+
 def test_line_numbers_on_one_side_only_are_removed():
     strip = corpus.strip_line_number
     assert strip("5316- Agbàhwlɛ́nhwlɛ́n ɔ́ ɖo.", "Le cheval est là.") == "Agbàhwlɛ́nhwlɛ́n ɔ́ ɖo."

@@ -217,6 +217,13 @@ def card_tables(metrics: dict[str, Any]) -> str:
             f"only) removed from {numbers}; test references were left as published. "
             f"Shared SentencePiece vocabulary: {data['vocab_size']} pieces.",
         ]
+        if "flores_dev_heldout" in data:
+            n = data["flores_dev_heldout"]
+            lines[-1] += (
+                f" The `flores` pairs are FLORES-200 dev sentences {n + 1} onwards, for the "
+                f"language pairs the corpora train (never a zero-shot one); dev sentences 1-{n} "
+                "were held out for model selection, and FLORES-200 devtest was never trained on."
+            )
     lines += [
         "",
         f"Signatures: BLEU `{metrics.get('signatures', {}).get('bleu', '-')}`; chrF++ "

@@ -491,6 +491,8 @@ class Translation(UseCase):
             "quarantined": summary["quarantined"],
             "vocab_size": summary["vocab_size"],
         }
+        if _d(cfg).train_on_flores_dev:
+            metrics["data"]["flores_dev_heldout"] = _d(cfg).flores_dev_heldout
         metrics["n"] = sentences
         log.info("translated %d test sentences in %.0f s", sentences, seconds)
         write_text(out_dir / "chrf_by_direction.csv", scoring.direction_table(metrics))
