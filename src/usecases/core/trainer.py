@@ -281,8 +281,11 @@ class Trainer:
             or (self.cfg.monitor_mode == "max" and value > self.state.best)
             or (self.cfg.monitor_mode == "min" and value < self.state.best)
         )
-        current = {k: v.detach().clone() for k, v in unwrap(self.model).state_dict().items()}
-        if self._averaged > 1:
+        averaging = self._averaged > 1
+        current = None
+        if better or averaging:
+            current = {k: v.detach().clone() for k, v in unwrap(self.model).state_dict().items()}
+        if averaging:
             self._recent = [*self._recent, current][-self._averaged :]
             if self.is_main:
                 save_weights(current, self._epoch_path(self.state.epoch))
@@ -293,7 +296,7 @@ class Trainer:
                 self.state.epoch,
                 0,
             )
-            self.best_state = average_states(self._recent) if self._averaged > 1 else current
+            self.best_state = average_states(self._recent) if averaging else current
             if self.is_main:
                 save_weights(self.best_state, self.run_dir / "best.safetensors")
         else:
@@ -355,13 +358,10 @@ class Trainer:
         best = self.run_dir / "best.safetensors"
         if best.is_file():
             self.best_state = load_weights(best)
-        # The epochs that a checkpoint average still needs, from their weights files.
-        first = self.state.epoch - self._averaged + 1
-        self._recent = [
-            load_weights(path)
-            for path in (self._epoch_path(e) for e in range(max(1, first), self.state.epoch + 1))
-            if path.is_file()
-        ]
+        if self._averaged > 1:  # the epochs that the average still needs, from their files
+            first = max(1, self.state.epoch - self._averaged + 1)
+            paths = [self._epoch_path(e) for e in range(first, self.state.epoch + 1)]
+            self._recent = [load_weights(path) for path in paths if path.is_file()]
         log.info(
             "resumed from %s at epoch %d, step %d",
             self.checkpoint_path,
