@@ -351,6 +351,63 @@ def test_decoder_start_is_the_target_tag_in_training_and_decoding(tmp_path):
         assert tag_start.decode(out)[0].find("<2") == -1  # the tag never shows in text
 
 
+def test_target_word_dropout_blanks_decoder_inputs_in_training_only():
+    import types
+
+    import torch
+
+    from usecases.translation.batching import collate
+    from usecases.translation.models import pre_nano
+    from usecases.translation.task import Translation, drop_target_words
+
+    torch.manual_seed(0)
+    dec = torch.randint(3, 50, (200, 40))
+    dec[:, 30:] = PAD  # padding
+    out = drop_target_words(dec, 0.25, PAD)
+    assert torch.equal(out[:, 0], dec[:, 0])  # the start token (the target's tag) always stays
+    assert (out[:, 30:] == PAD).all()
+    changed = out != dec
+    assert (out[changed] == PAD).all()  # a dropped word becomes the pad token, nothing else
+    assert 0.2 < changed[:, 1:30].float().mean().item() < 0.3
+
+    def cfg(p):
+        return types.SimpleNamespace(
+            optim=types.SimpleNamespace(label_smoothing=0.0),
+            data=types.SimpleNamespace(decoder_dropout=p),
+        )
+
+    batch = collate(
+        [{"src_ids": [5, 6, 7, EOS], "tgt_ids": [8, 9, 10, 11, EOS], "start_id": 4}] * 8
+    )
+    model = pre_nano(vocab_size=60)
+    plain, dropped = Translation().loss_fn(cfg(0.0)), Translation().loss_fn(cfg(0.5))
+    model.eval()  # validation and test losses see the whole target prefix
+    assert torch.equal(plain(model, batch), dropped(model, batch))
+    model.train()
+    assert not torch.equal(plain(model, batch), dropped(model, batch))
+    with pytest.raises(DataError, match=r"data.decoder_dropout=1.0"):
+        Translation().loss_fn(cfg(1.0))
+
+
+def test_test_sets_translate_the_same_in_worker_processes(tmp_path):
+    import torch
+
+    from usecases.translation.decode import Translator, translate_all
+    from usecases.translation.models import pre_nano
+
+    vocab = Vocab(train_spm(FR + FON + EN, ["fra", "fon", "eng"], 120, tmp_path / "v.model"), "tag")
+    torch.manual_seed(0)
+    translate = Translator(pre_nano(vocab_size=len(vocab)), vocab, {"fra-fon": 1.2})
+    jobs = [(FR[:4], "fra", "fon"), (FON[:2], "fon", "fra"), (EN, "eng", "fon")]
+    opts = DecodeOptions(length_b=4, min_length=0.5, batch_size=2)
+    here = translate_all(translate, jobs, opts, workers=1)
+    assert [len(h) for h in here] == [4, 2, len(EN)]
+    assert here[0] == translate(FR[:4], "fra", "fon", opts)
+    assert translate_all(translate, jobs, opts, workers=2) == here
+    with pytest.raises(ValueError, match="workers=-1"):
+        translate_all(translate, jobs, opts, workers=-1)
+
+
 def test_the_model_learns_to_copy_its_source(monkeypatch):
     """A small model trained with the use case's own batching, loss and decoding learns a task
     that only the source can solve (write it out again): broken attention masks, decoder inputs
@@ -389,7 +446,10 @@ def _train_and_copy(model) -> int:
         return {"src_ids": [start, *body, EOS], "tgt_ids": [*body, EOS], "start_id": start}
 
     loss_fn = Translation().loss_fn(
-        types.SimpleNamespace(optim=types.SimpleNamespace(label_smoothing=0.0))
+        types.SimpleNamespace(
+            optim=types.SimpleNamespace(label_smoothing=0.0),
+            data=types.SimpleNamespace(decoder_dropout=0.0),
+        )
     )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / 100))

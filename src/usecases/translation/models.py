@@ -21,6 +21,7 @@ SIZES = {
     # Deep encoder, shallow decoder (Kasai et al. 2021): the training cost of 3+3, cheaper steps
     # when decoding.
     "marian_deep_shallow": (256, 6, 1, 4, 1024),
+    "marian_nano_ds": (128, 6, 1, 4, 512),
 }
 
 
@@ -90,6 +91,13 @@ def pre_deep_shallow(
     """Pre-layer-norm Transformer, 6 encoder layers and 1 decoder layer, d=256 (8.1 M
     parameters): each decoding step runs one layer instead of three."""
     return prenorm("pre_deep_shallow", vocab_size, dropout)
+
+
+@register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
+def pre_nano_ds(pretrained: bool = False, vocab_size: int = 8000, dropout: float = 0.0, **_: Any):
+    """`pre_nano`'s width (d=128) with 6 encoder layers and 1 decoder layer (about 2.6 M
+    parameters): a weaker language model in the decoder, and a third of its decoding steps."""
+    return prenorm("pre_nano_ds", vocab_size, dropout)
 
 
 @register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")

@@ -36,7 +36,7 @@ from usecases.translation import corpus, scoring
 from usecases.translation import models as _models  # noqa: F401  (registers the models)
 from usecases.translation.batching import IGNORE, TokenBatchSampler, collate
 from usecases.translation.corpus import LANGUAGES, Pair, parse_direction, read_pairs
-from usecases.translation.decode import DecodeOptions, Translator, generate
+from usecases.translation.decode import DecodeOptions, Translator, generate, translate_all
 from usecases.translation.glossary import Glossary
 from usecases.translation.vocab import Codec, HFCodec, Vocab, train_spm
 
@@ -67,6 +67,13 @@ class MTDataConfig(DataConfig):
     # `flores_dev_heldout` sentences, which stay out for model selection. Devtest never trains.
     train_on_flores_dev: bool = False
     flores_dev_heldout: int = 200
+    # Target word dropout: while training, each decoder input token after the start token is
+    # replaced by the pad token (a zero embedding) with this probability, so the decoder cannot
+    # predict from the target prefix alone and must read the source (0 = off).
+    decoder_dropout: float = 0.0
+    # Processes that share the test sets when scoring, one thread each (0 = one per thread
+    # torch uses, for 2,000 sentences or more): translations do not depend on it.
+    eval_workers: int = 0
 
 
 def read_summary_labels(processed: Path) -> list[str]:
@@ -75,6 +82,14 @@ def read_summary_labels(processed: Path) -> list[str]:
 
 def _d(cfg: Config) -> MTDataConfig:
     return cfg.data  # type: ignore[return-value]
+
+
+def drop_target_words(dec: torch.Tensor, p: float, pad_id: int) -> torch.Tensor:
+    """Decoder inputs with each token after the first (the start token) replaced by `pad_id`
+    with probability `p` (padding stays padding); draws from torch's seeded global generator."""
+    drop = torch.rand(dec.shape, device=dec.device) < p
+    drop[:, 0] = False
+    return dec.masked_fill(drop & (dec != pad_id), pad_id)
 
 
 def trained_directions(pairs: list[Pair]) -> list[tuple[str, str]]:
@@ -333,12 +348,18 @@ class Translation(UseCase):
 
     def loss_fn(self, cfg: Config):
         smoothing = cfg.optim.label_smoothing
+        p = _d(cfg).decoder_dropout
+        if not 0.0 <= p < 1.0:
+            raise DataError(f"data.decoder_dropout={p}: expected a probability in [0, 1)")
 
         def loss(model: nn.Module, batch) -> torch.Tensor:
+            dec = batch["decoder_input_ids"]
+            if p > 0 and model.training:
+                dec = drop_target_words(dec, p, model.config.pad_token_id)
             logits = model(
                 input_ids=batch["input_ids"],
                 attention_mask=batch["attention_mask"],
-                decoder_input_ids=batch["decoder_input_ids"],
+                decoder_input_ids=dec,
             ).logits
             return F.cross_entropy(
                 logits.flatten(0, 1).float(),
@@ -433,10 +454,13 @@ class Translation(UseCase):
         rows_out = []
         t0 = time.perf_counter()
         sentences = 0
-        for t in self.test_sets(cfg, meta):
+        tests = self.test_sets(cfg, meta)
+        jobs = [([corpus.nfc(s) for s, _, _ in t["rows"]], t["src"], t["tgt"]) for t in tests]
+        translations = translate_all(translate, jobs, opts, _d(cfg).eval_workers)
+        log.info("translated %d test sets in %.0f s", len(tests), time.perf_counter() - t0)
+        for t, hyps in zip(tests, translations, strict=True):
             srcs = [s for s, _, _ in t["rows"]]
             refs = [r for _, r, _ in t["rows"]]
-            hyps = translate([corpus.nfc(s) for s in srcs], t["src"], t["tgt"], opts)
             sentences += len(srcs)
             key = f"{t['src']}-{t['tgt']}"
             entry = scoring.score(hyps, refs)
