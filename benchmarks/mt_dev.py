@@ -1,0 +1,102 @@
+"""Score saved translation releases on FLORES-200 **dev** sentences that no release trains on
+(the first `data.flores_dev_heldout`, 200 by default): how the default's and `full`'s weights,
+averaging and decoding were chosen without reading devtest.
+
+    .venv/bin/python benchmarks/mt_dev.py [models/translation/pre_nano ...] [--sentences 200]
+        [--beams N]
+
+Each release decodes as its card says (greedy or beam, length floor, repetition controls), in
+the same 8 directions as `mt_budget.py`. Besides chrF++ it prints the output/reference length
+ratio, the teacher-forced dev loss and the source gain (see `mt_budget.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+from mt_budget import DIRECTIONS, dev_losses
+from usecases.core.config import compose
+from usecases.core.registry import get_usecase
+from usecases.core.stages import load_model
+from usecases.translation import corpus
+from usecases.translation.decode import DecodeOptions, translate_all
+from usecases.translation.task import oriented
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "releases",
+        nargs="*",
+        default=["models/translation/pre_nano", "models/translation/pre_nano.full"],
+        help="release folders (models/translation/<name>)",
+    )
+    p.add_argument("--sentences", type=int, default=200, help="first N FLORES dev sentences")
+    p.add_argument("--beams", type=int, default=None, help="override the release's beams")
+    args = p.parse_args()
+    from sacrebleu.metrics import CHRF
+
+    uc = get_usecase("translation")
+    cfg = uc.config(compose([], usecase="translation"))
+    if args.sentences > cfg.data.flores_dev_heldout:
+        raise SystemExit(
+            f"--sentences {args.sentences}: only the first {cfg.data.flores_dev_heldout} FLORES "
+            "dev sentences are held out of every release's training (data.flores_dev_heldout)"
+        )
+    dev = [x for x in uc.pairs(cfg) if x.corpus == "flores" and x.split == "dev"]
+    sets = []
+    for d in DIRECTIONS:
+        src, tgt = d.split("-")
+        rows = oriented(dev, src, tgt)[: args.sentences]
+        sets.append(
+            (
+                [corpus.nfc(s) for s, _, _ in rows],
+                src,
+                tgt,
+                [" ".join(corpus.nfc(r).split()) for _, r, _ in rows],
+            )
+        )
+    chrf = CHRF(word_order=2)
+    table = []
+    for release in args.releases:
+        model, meta, _ = load_model(Path(release))
+        opts = DecodeOptions.from_meta(meta, beams=args.beams)
+        t0 = time.perf_counter()
+        hyps = translate_all(uc.translator(model, meta), [s[:3] for s in sets], opts)
+        seconds = time.perf_counter() - t0
+        scores = [chrf.corpus_score(h, [s[3]]).score for h, s in zip(hyps, sets, strict=True)]
+        ratio = sum(len(x) for h in hyps for x in h) / sum(len(r) for s in sets for r in s[3])
+        own, other = dev_losses(uc, meta, model, dev, args.sentences)
+        print(
+            f"{release}: "
+            + ", ".join(f"{d} {c:.2f}" for d, c in zip(DIRECTIONS, scores, strict=True))
+        )
+        table.append(
+            (
+                release,
+                opts.beams,
+                f"{statistics.mean(scores):.2f}",
+                f"{ratio:.2f}",
+                f"{own:.3f}",
+                f"{other - own:.3f}",
+                f"{seconds:.0f}",
+            )
+        )
+    print(
+        f"\nFLORES-200 dev sentences 1-{args.sentences} (held out of training), "
+        f"{len(DIRECTIONS)} directions\n"
+    )
+    head = ("release", "beams", "dev chrF++", "length ratio", "dev loss", "source gain", "s")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in table:
+        print("| " + " | ".join(str(x) for x in r) + " |")
+
+
+if __name__ == "__main__":
+    main()
