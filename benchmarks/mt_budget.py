@@ -150,6 +150,14 @@ def dev_losses(uc, meta, model, dev, sentences: int) -> tuple[float, float]:
     return loss(true_rows), loss(swapped)
 
 
+def print_table(head: tuple[str, ...], rows: list[tuple]) -> None:
+    """A markdown table."""
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        print("| " + " | ".join(str(x) for x in r) + " |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -219,10 +227,7 @@ def main() -> None:
         "decoding s",
         "glossary",
     )
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
-    for r in rows:
-        print("| " + " | ".join(str(x) for x in r) + " |")
+    print_table(head, rows)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
-from mt_budget import DIRECTIONS, dev_losses
+from mt_budget import DIRECTIONS, dev_losses, print_table
 from usecases.core.config import compose
 from usecases.core.registry import get_usecase
 from usecases.core.stages import load_model
@@ -92,10 +92,7 @@ def main() -> None:
         f"{len(DIRECTIONS)} directions\n"
     )
     head = ("release", "beams", "dev chrF++", "length ratio", "dev loss", "source gain", "s")
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
-    for r in table:
-        print("| " + " | ".join(str(x) for x in r) + " |")
+    print_table(head, table)
 
 
 if __name__ == "__main__":

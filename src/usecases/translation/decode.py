@@ -170,7 +170,8 @@ def translate_all(
     """Every job's (sentences, source language, target language) translations, in job order.
     `workers` processes of one thread each share the jobs (0 = one per thread torch uses, when
     there are at least PARALLEL_FROM sentences). Each job is decoded whole by one process, with
-    the same batches as in this one, so the translations do not depend on `workers`."""
+    the same batches as in this one: the translations depend on `workers` only through
+    floating-point rounding (one thread against several), which can break a near-tie."""
     import io
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context

@@ -72,7 +72,7 @@ class MTDataConfig(DataConfig):
     # predict from the target prefix alone and must read the source (0 = off).
     decoder_dropout: float = 0.0
     # Processes that share the test sets when scoring, one thread each (0 = one per thread
-    # torch uses, for 2,000 sentences or more): translations do not depend on it.
+    # torch uses, for 2,000 sentences or more). Each test set decodes whole in the same batches.
     eval_workers: int = 0
 
 
