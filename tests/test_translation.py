@@ -390,10 +390,13 @@ def test_target_word_dropout_blanks_decoder_inputs_in_training_only():
 
 
 def test_test_sets_translate_the_same_in_worker_processes(tmp_path):
+    import types
+
     import torch
 
     from usecases.translation.decode import Translator, translate_all
     from usecases.translation.models import pre_nano
+    from usecases.translation.task import Translation
 
     vocab = Vocab(train_spm(FR + FON + EN, ["fra", "fon", "eng"], 120, tmp_path / "v.model"), "tag")
     torch.manual_seed(0)
@@ -406,6 +409,9 @@ def test_test_sets_translate_the_same_in_worker_processes(tmp_path):
     assert translate_all(translate, jobs, opts, workers=2) == here
     with pytest.raises(ValueError, match="workers=-1"):
         translate_all(translate, jobs, opts, workers=-1)
+    bad = types.SimpleNamespace(data=types.SimpleNamespace(eval_workers=-1))
+    with pytest.raises(DataError, match=r"data.eval_workers=-1"):
+        Translation().evaluate(bad, translate.model, {}, tmp_path)
 
 
 def test_the_model_learns_to_copy_its_source(monkeypatch):

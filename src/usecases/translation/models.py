@@ -96,7 +96,8 @@ def pre_deep_shallow(
 @register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
 def pre_nano_ds(pretrained: bool = False, vocab_size: int = 8000, dropout: float = 0.0, **_: Any):
     """`pre_nano`'s width (d=128) with 6 encoder layers and 1 decoder layer (about 2.6 M
-    parameters): a weaker language model in the decoder, and a third of its decoding steps."""
+    parameters): a weaker language model in the decoder, and one decoder layer per decoding step
+    instead of three."""
     return prenorm("pre_nano_ds", vocab_size, dropout)
 
 

@@ -445,6 +445,10 @@ class Translation(UseCase):
     def evaluate(
         self, cfg: Config, model: nn.Module, meta: dict[str, Any], out_dir: Path
     ) -> dict[str, Any]:
+        if _d(cfg).eval_workers < 0:
+            raise DataError(
+                f"data.eval_workers={_d(cfg).eval_workers}: expected 0 (one per core) or more"
+            )
         translate = self.translator(model, meta)
         opts = DecodeOptions.from_meta(meta)
         glossary = Glossary.fit(
