@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 import unicodedata
 from pathlib import Path
 
@@ -298,6 +299,25 @@ def test_scores_normalise_unicode_and_baselines_learn_a_glossary():
     assert scoring.signatures()["chrf_pp"].startswith("nrefs:1|")
 
 
+def test_test_sets_score_the_same_in_worker_processes():
+    refs = ["Ɖé ɔ́ ɖo axì mɛ.", "Vǐ lɛ́ɛ nɔ yì.", "Le marché est ouvert."]
+    hyps = ["Ɖé ɔ́ ɖo mɛ.", "Vǐ nɔ yì.", "Le marché est fermé."]
+    jobs = [
+        (hyps, refs, refs, hyps[::-1], None),
+        (hyps[:2], ["a b", "c"], refs[:2], ["x", "y"], [r.upper() for r in refs[:2]]),
+    ]
+    here = scoring.score_sets(jobs, workers=1)
+    entry, chrfs = here[0]
+    assert entry["chrf_pp"] == scoring.score(hyps, refs)["chrf_pp"] < 100
+    assert entry["baselines"]["copy_source"]["chrf_pp"] == 100.0  # the "sources" are the refs
+    assert entry["baselines"]["glossary"] == scoring.score(hyps[::-1], refs, brief=True)
+    assert "cleaned_reference" not in entry and "cleaned_reference" in here[1][0]
+    assert chrfs == [f"{scoring.sentence_chrf(h, r):.2f}" for h, r in zip(hyps, refs, strict=True)]
+    assert scoring.score_sets(jobs, workers=2) == here
+    with pytest.raises(ValueError, match="workers=-1"):
+        scoring.score_sets(jobs, workers=-1)
+
+
 def test_glossary_keeps_tone_marks_inside_words():
     # ɔ́ and ɛ̀ have no precomposed form: in NFC the tone stays a combining mark after the letter.
     fon = ["Mɛ̀ ɔ́ yì axì.", "Mɛ̀ ɔ́ ɖu nú.", "Axì ɔ́ ɖò.", "Mɛ̀ ɖu nú."]
@@ -317,6 +337,53 @@ def test_min_length_bars_the_end_token_per_row():
     out = MinLength(torch.tensor([3, 2]), EOS)(ids, scores)
     assert out[0, EOS] == float("-inf") and out[1, EOS] == 0  # row 1 has its 2 tokens
     assert out[0, EOS + 1] == 0
+
+
+def test_greedy_decoding_chooses_what_transformers_generate_chooses():
+    import torch
+    from transformers import LogitsProcessorList
+
+    from usecases.translation.batching import pad
+    from usecases.translation.models import pre_nano
+
+    codec = types.SimpleNamespace(pad_id=PAD, eos_id=EOS, start_id=PAD)
+    sources = [[5 + (3 * i + j) % 30 for j in range(2 + i % 7)] + [EOS] for i in range(11)]
+    starts = [3 + i % 2 for i in range(11)]
+    # An end token likely enough that rows end at different steps, with a mild penalty; then
+    # none, so that rows run to the cap, with a strong one.
+    for eos_bias, penalty in ((4.0, 1.3), (0.0, 2.0)):
+        torch.manual_seed(3)
+        model = pre_nano(vocab_size=40).eval()
+        with torch.no_grad():
+            model.final_logits_bias[0, EOS] = eos_bias
+        opts = DecodeOptions(length_b=6, min_length=0.5, batch_size=4, repetition_penalty=penalty)
+        ours = generate(model, sources, opts, codec, min_ratio=0.5, starts=starts)
+        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))  # generate's batches
+        capped = 0
+        for b in range(0, len(order), opts.batch_size):
+            idx = order[b : b + opts.batch_size]
+            x = pad([sources[i] for i in idx], PAD)
+            max_new = int(opts.length_a * x.shape[1] + opts.length_b)
+            floor = torch.tensor([min(int(0.5 * (len(sources[i]) - 2)), max_new - 1) for i in idx])
+            theirs = model.generate(
+                input_ids=x,
+                attention_mask=pad([[1] * len(sources[i]) for i in idx], 0),
+                num_beams=1,
+                do_sample=False,
+                max_new_tokens=max_new,
+                no_repeat_ngram_size=opts.no_repeat_ngram,
+                repetition_penalty=opts.repetition_penalty,
+                decoder_start_token_id=torch.tensor([starts[i] for i in idx]),
+                pad_token_id=PAD,
+                eos_token_id=EOS,
+                logits_processor=LogitsProcessorList([MinLength(floor, EOS)]),
+            ).tolist()
+            for i, row in zip(idx, theirs, strict=True):
+                row = row[: row.index(EOS) + 1]  # then padding
+                assert ours[i] == row, f"sentence {i}, end-token bias {eos_bias}"
+                capped += len(row) == max_new + 1
+        assert len({len(row) for row in ours}) > 2
+        assert (capped > 0) == (eos_bias == 0.0)
 
 
 def test_decoder_start_is_the_target_tag_in_training_and_decoding(tmp_path):

@@ -62,6 +62,83 @@ def split_long(ids: list[int], limit: int = MAX_SOURCE_TOKENS) -> list[list[int]
     return [[tag, *body[i : i + step], end] for i in range(0, max(1, len(body)), step)]
 
 
+def _penalise_and_block(
+    seqs: torch.Tensor, scores: torch.Tensor, penalty: float, ngram: int
+) -> torch.Tensor:
+    """`transformers`' repetition penalty (every token already in the row, the start token
+    included: a positive logit divided by `penalty`, a negative one multiplied) and no-repeat
+    n-gram rule (a token that would complete an n-gram already in the row is barred)."""
+    if penalty != 1.0:
+        seen = scores.gather(1, seqs)
+        scores = scores.scatter(1, seqs, torch.where(seen < 0, seen * penalty, seen / penalty))
+    if ngram > 0 and seqs.shape[1] >= ngram:
+        prefix = seqs[:, seqs.shape[1] + 1 - ngram :]
+        windows = seqs.unfold(1, ngram, 1)
+        hit = (windows[..., :-1] == prefix.unsqueeze(1)).all(dim=-1)
+        vocab = scores.shape[1]
+        banned = torch.zeros((scores.shape[0], vocab + 1), dtype=torch.bool)
+        banned.scatter_(1, torch.where(hit, windows[..., -1].clamp(max=vocab), vocab), True)
+        scores = scores.masked_fill(banned[:, :vocab], float("-inf"))
+    return scores
+
+
+@torch.no_grad()
+def greedy(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    first: torch.Tensor,
+    max_new: int,
+    min_new: torch.Tensor,
+    opts: DecodeOptions,
+    eos_id: int,
+) -> list[list[int]]:
+    """Greedy decoding of one padded batch `x` (its `mask`: 1 on tokens, 0 on padding): the
+    choices of `model.generate(num_beams=1)` with the same repetition penalty, no-repeat
+    n-grams, end-of-sentence floor `min_new` (per row) and forced end at `max_new` tokens, but a
+    row leaves the batch as soon as it has ended, so a batch costs what its rows still need
+    rather than what its longest row needs. Rows come back as [start, tokens..., end]."""
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+    from transformers.modeling_outputs import BaseModelOutput
+
+    enc = model.get_encoder()(input_ids=x, attention_mask=mask).last_hidden_state
+    cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+    seqs = first.view(-1, 1)
+    live = torch.arange(x.shape[0])  # batch row of each live sequence
+    done: dict[int, list[int]] = {}
+    for step in range(max_new):
+        logits = (
+            model(
+                encoder_outputs=BaseModelOutput(last_hidden_state=enc),
+                attention_mask=mask,
+                decoder_input_ids=seqs[:, -1:],
+                past_key_values=cache,
+                use_cache=True,
+            )
+            .logits[:, -1, :]
+            .float()
+        )
+        scores = _penalise_and_block(seqs, logits, opts.repetition_penalty, opts.no_repeat_ngram)
+        if step == max_new - 1:  # the last step may only end the sentence
+            scores = torch.full_like(scores, float("-inf"))
+            scores[:, eos_id] = 0
+        scores[min_new > step, eos_id] = float("-inf")
+        seqs = torch.cat([seqs, scores.argmax(dim=-1, keepdim=True)], dim=1)
+        ended = seqs[:, -1] == eos_id
+        if bool(ended.any()):
+            for r in ended.nonzero().flatten().tolist():
+                done[int(live[r])] = seqs[r].tolist()
+            keep = (~ended).nonzero().flatten()
+            if keep.numel() == 0:
+                break
+            seqs, live, min_new = seqs[keep], live[keep], min_new[keep]
+            enc, mask = enc[keep], mask[keep]
+            cache.batch_select_indices(keep)
+    for r, b in enumerate(live.tolist()):
+        done.setdefault(b, seqs[r].tolist())
+    return [done[b] for b in range(x.shape[0])]
+
+
 @torch.no_grad()
 def generate(
     model: torch.nn.Module,
@@ -82,29 +159,33 @@ def generate(
     for start in range(0, len(order), opts.batch_size):
         idx = order[start : start + opts.batch_size]
         x = pad([sources[i] for i in idx], codec.pad_id)
+        mask = pad([[1] * len(sources[i]) for i in idx], 0)
+        first = torch.tensor([codec.start_id if starts is None else starts[i] for i in idx])
         max_new = int(opts.length_a * x.shape[1] + opts.length_b)
-        extra = {}
-        if min_ratio > 0:
-            floor = torch.tensor([int(min_ratio * source_length(sources[i])) for i in idx])
-            floor = floor.clamp(max=max_new - 1).repeat_interleave(opts.beams)
-            extra["logits_processor"] = LogitsProcessorList([MinLength(floor, codec.eos_id)])
-        y = model.generate(
-            input_ids=x,
-            attention_mask=pad([[1] * len(sources[i]) for i in idx], 0),
-            num_beams=opts.beams,
-            do_sample=False,
-            max_new_tokens=max_new,
-            no_repeat_ngram_size=opts.no_repeat_ngram,
-            repetition_penalty=opts.repetition_penalty,
-            decoder_start_token_id=torch.tensor(
-                [codec.start_id if starts is None else starts[i] for i in idx]
-            ),
-            pad_token_id=codec.pad_id,
-            eos_token_id=codec.eos_id,
-            early_stopping=opts.beams > 1,
-            **extra,
-        )
-        for row, i in zip(y.tolist(), idx, strict=True):
+        floor = torch.tensor([int(min_ratio * source_length(sources[i])) for i in idx])
+        floor = floor.clamp(max=max_new - 1)
+        if opts.beams == 1:
+            rows = greedy(model, x, mask, first, max_new, floor, opts, codec.eos_id)
+        else:
+            extra = {}
+            if min_ratio > 0:
+                barred = MinLength(floor.repeat_interleave(opts.beams), codec.eos_id)
+                extra["logits_processor"] = LogitsProcessorList([barred])
+            rows = model.generate(
+                input_ids=x,
+                attention_mask=mask,
+                num_beams=opts.beams,
+                do_sample=False,
+                max_new_tokens=max_new,
+                no_repeat_ngram_size=opts.no_repeat_ngram,
+                repetition_penalty=opts.repetition_penalty,
+                decoder_start_token_id=first,
+                pad_token_id=codec.pad_id,
+                eos_token_id=codec.eos_id,
+                early_stopping=True,
+                **extra,
+            ).tolist()
+        for row, i in zip(rows, idx, strict=True):
             out[i] = row
     return out
 

@@ -17,6 +17,7 @@ import logging
 import statistics
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -36,7 +37,13 @@ from usecases.translation import corpus, scoring
 from usecases.translation import models as _models  # noqa: F401  (registers the models)
 from usecases.translation.batching import IGNORE, TokenBatchSampler, collate
 from usecases.translation.corpus import LANGUAGES, Pair, parse_direction, read_pairs
-from usecases.translation.decode import DecodeOptions, Translator, generate, translate_all
+from usecases.translation.decode import (
+    PARALLEL_FROM,
+    DecodeOptions,
+    Translator,
+    generate,
+    translate_all,
+)
 from usecases.translation.glossary import Glossary
 from usecases.translation.vocab import Codec, HFCodec, Vocab, train_spm
 
@@ -451,42 +458,45 @@ class Translation(UseCase):
             )
         translate = self.translator(model, meta)
         opts = DecodeOptions.from_meta(meta)
-        glossary = Glossary.fit(
-            [(p.src_lang, p.tgt_lang, p.src, p.tgt) for p in self.pairs(cfg) if p.split == "train"]
-        )
+        train = [
+            (p.src_lang, p.tgt_lang, p.src, p.tgt) for p in self.pairs(cfg) if p.split == "train"
+        ]
         results: dict[str, Any] = {"mafand": {}, "flores": {}}
         rows_out = []
         t0 = time.perf_counter()
         sentences = 0
         tests = self.test_sets(cfg, meta)
         jobs = [([corpus.nfc(s) for s, _, _ in t["rows"]], t["src"], t["tgt"]) for t in tests]
-        translations = translate_all(translate, jobs, opts, _d(cfg).eval_workers)
+        # The glossary baseline is fitted (~15 s of Python) while the workers translate.
+        with ThreadPoolExecutor(1) as background:
+            fitting = background.submit(Glossary.fit, train)
+            translations = translate_all(translate, jobs, opts, _d(cfg).eval_workers)
+            glossary = fitting.result()
         log.info("translated %d test sets in %.0f s", len(tests), time.perf_counter() - t0)
+        scoring_jobs = []
         for t, hyps in zip(tests, translations, strict=True):
             srcs = [s for s, _, _ in t["rows"]]
             refs = [r for _, r, _ in t["rows"]]
-            sentences += len(srcs)
-            key = f"{t['src']}-{t['tgt']}"
-            entry = scoring.score(hyps, refs)
-            entry["zero_shot"] = t["zero_shot"]
-            entry["baselines"] = {
-                "copy_source": scoring.score(srcs, refs, brief=True),
-                "glossary": scoring.score(
-                    [glossary.translate(s, t["src"], t["tgt"]) for s in srcs], refs, brief=True
-                ),
-            }
+            drafts = [glossary.translate(s, t["src"], t["tgt"]) for s in srcs]
+            cleaned = None
             if t["benchmark"] == "mafand":
                 cleaned = [
                     corpus.strip_line_number(corpus.clean_text(r), corpus.clean_text(s))
                     for s, r in zip(srcs, refs, strict=True)
                 ]
-                if cleaned != [" ".join(corpus.nfc(r).split()) for r in refs]:
-                    entry["cleaned_reference"] = scoring.score(hyps, cleaned, brief=True)
+                if cleaned == [" ".join(corpus.nfc(r).split()) for r in refs]:
+                    cleaned = None
+            scoring_jobs.append((hyps, srcs, refs, drafts, cleaned))
+        many = sum(len(h) for h in translations) >= PARALLEL_FROM
+        workers = _d(cfg).eval_workers or (torch.get_num_threads() if many else 1)
+        scored = scoring.score_sets(scoring_jobs, workers)
+        for t, hyps, (entry, chrfs) in zip(tests, translations, scored, strict=True):
+            key = f"{t['src']}-{t['tgt']}"
+            sentences += len(hyps)
+            entry["zero_shot"] = t["zero_shot"]
             results[t["benchmark"]][key] = entry
-            for (s, r, line), h in zip(t["rows"], hyps, strict=True):
-                rows_out.append(
-                    [t["benchmark"], key, line, s, r, h, f"{scoring.sentence_chrf(h, r):.2f}"]
-                )
+            for (s, r, line), h, c in zip(t["rows"], hyps, chrfs, strict=True):
+                rows_out.append([t["benchmark"], key, line, s, r, h, c])
             log.info(
                 "%s %s: chrF++ %.2f, BLEU %.2f", t["name"], key, entry["chrf_pp"], entry["bleu"]
             )
