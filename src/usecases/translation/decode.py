@@ -227,6 +227,17 @@ class Translator:
 # processes of one thread each translate about 1.5x faster than one process with two.
 PARALLEL_FROM = 2000  # sentences; below this, starting worker processes costs more than it saves
 
+
+def worker_count(workers: int, sentences: int) -> int:
+    """How many worker processes: `workers`, or for 0 one per thread torch uses when there are
+    at least PARALLEL_FROM sentences (else 1)."""
+    if workers < 0:
+        raise ValueError(f"workers={workers}: expected 0 (automatic) or more")
+    if workers:
+        return workers
+    return torch.get_num_threads() if sentences >= PARALLEL_FROM else 1
+
+
 _worker: Translator | None = None
 
 
@@ -258,11 +269,7 @@ def translate_all(
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    if workers < 0:
-        raise ValueError(f"workers={workers}: expected 0 (automatic) or more")
-    if workers == 0:
-        many = sum(len(t) for t, _, _ in jobs) >= PARALLEL_FROM
-        workers = torch.get_num_threads() if many else 1
+    workers = worker_count(workers, sum(len(t) for t, _, _ in jobs))
     if any(t.device.type != "cpu" for t in translate.model.parameters()):
         workers = 1  # an accelerator decodes in this process
     workers = min(workers, len(jobs))

@@ -38,11 +38,11 @@ from usecases.translation import models as _models  # noqa: F401  (registers the
 from usecases.translation.batching import IGNORE, TokenBatchSampler, collate
 from usecases.translation.corpus import LANGUAGES, Pair, parse_direction, read_pairs
 from usecases.translation.decode import (
-    PARALLEL_FROM,
     DecodeOptions,
     Translator,
     generate,
     translate_all,
+    worker_count,
 )
 from usecases.translation.glossary import Glossary
 from usecases.translation.vocab import Codec, HFCodec, Vocab, train_spm
@@ -487,8 +487,7 @@ class Translation(UseCase):
                 if cleaned == [" ".join(corpus.nfc(r).split()) for r in refs]:
                     cleaned = None
             scoring_jobs.append((hyps, srcs, refs, drafts, cleaned))
-        many = sum(len(h) for h in translations) >= PARALLEL_FROM
-        workers = _d(cfg).eval_workers or (torch.get_num_threads() if many else 1)
+        workers = worker_count(_d(cfg).eval_workers, sum(len(h) for h in translations))
         scored = scoring.score_sets(scoring_jobs, workers)
         for t, hyps, (entry, chrfs) in zip(tests, translations, scored, strict=True):
             key = f"{t['src']}-{t['tgt']}"
