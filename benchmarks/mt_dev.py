@@ -3,10 +3,10 @@
 averaging and decoding were chosen without reading devtest.
 
     .venv/bin/python benchmarks/mt_dev.py [models/translation/pre_nano ...] [--sentences 200]
-        [--beams N]
+        [--beams N] [--repetition-penalty P] [--no-repeat-ngram N] [--min-length F]
 
-Each release decodes as its card says (greedy or beam, length floor, repetition controls), in
-the same 8 directions as `mt_budget.py`. Besides chrF++ it prints the output/reference length
+Each release decodes as its card says (greedy or beam, length floor, repetition controls)
+unless an option overrides it, in the same 8 directions as `mt_budget.py`. Besides chrF++ it prints the output/reference length
 ratio, the teacher-forced dev loss and the source gain (see `mt_budget.py`).
 """
 
@@ -38,6 +38,9 @@ def main() -> None:
     )
     p.add_argument("--sentences", type=int, default=200, help="first N FLORES dev sentences")
     p.add_argument("--beams", type=int, default=None, help="override the release's beams")
+    p.add_argument("--repetition-penalty", type=float, default=None, help="override the release's")
+    p.add_argument("--no-repeat-ngram", type=int, default=None, help="override the release's")
+    p.add_argument("--min-length", type=float, default=None, help="override the length floor")
     args = p.parse_args()
     from sacrebleu.metrics import CHRF
 
@@ -65,7 +68,13 @@ def main() -> None:
     table = []
     for release in args.releases:
         model, meta, _ = load_model(Path(release))
-        opts = DecodeOptions.from_meta(meta, beams=args.beams)
+        opts = DecodeOptions.from_meta(
+            meta,
+            beams=args.beams,
+            repetition_penalty=args.repetition_penalty,
+            no_repeat_ngram=args.no_repeat_ngram,
+            min_length=args.min_length,
+        )
         t0 = time.perf_counter()
         hyps = translate_all(uc.translator(model, meta), [s[:3] for s in sets], opts)
         seconds = time.perf_counter() - t0
