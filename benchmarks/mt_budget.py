@@ -114,8 +114,10 @@ def dev_scores(uc, dev, model, meta, glossary, sentences: int) -> dict[str, tupl
 
 
 @torch.no_grad()
-def dev_losses(uc, meta, model, dev, sentences: int) -> tuple[float, float]:
-    """Teacher-forced loss (nats per target token) on the scored FLORES dev sentences, with each
+def dev_losses(
+    uc, meta, model, dev, sentences: int, directions: tuple[str, ...] = DIRECTIONS
+) -> tuple[float, float]:
+    """Teacher-forced loss (nats per target token) on the scored dev sentences, with each
     sentence's own source and with the next sentence's source (same direction). The difference
     is what the model takes from the source; a decoder that only models the target language
     scores about the same on both."""
@@ -123,7 +125,7 @@ def dev_losses(uc, meta, model, dev, sentences: int) -> tuple[float, float]:
 
     vocab = uc.vocab(meta)
     true_rows, swapped = [], []
-    for d in DIRECTIONS:
+    for d in directions:
         src, tgt = d.split("-")
         rows = oriented(dev, src, tgt)[:sentences]
         srcs = [corpus.nfc(s) for s, _, _ in rows]

@@ -3,11 +3,15 @@
 averaging and decoding were chosen without reading devtest.
 
     .venv/bin/python benchmarks/mt_dev.py [models/translation/pre_nano ...] [--sentences 200]
-        [--beams N] [--repetition-penalty P] [--no-repeat-ngram N] [--min-length F]
+        [--benchmark flores|mafand] [--beams N] [--repetition-penalty P] [--no-repeat-ngram N]
+        [--min-length F]
 
 Each release decodes as its card says (greedy or beam, length floor, repetition controls)
-unless an option overrides it, in the same 8 directions as `mt_budget.py`. Besides chrF++ it prints the output/reference length
-ratio, the teacher-forced dev loss and the source gain (see `mt_budget.py`).
+unless an option overrides it, in the same 8 directions as `mt_budget.py`; `--benchmark mafand`
+scores the first sentences of MAFAND-MT dev in all 12 of its directions instead (the
+model-selection sentences: no release trains on them, and MAFAND test stays unread). Besides
+chrF++ it prints BLEU, the output/reference length ratio, the teacher-forced dev loss and the
+source gain (see `mt_budget.py`).
 """
 
 from __future__ import annotations
@@ -36,24 +40,34 @@ def main() -> None:
         default=["models/translation/pre_nano", "models/translation/pre_nano.full"],
         help="release folders (models/translation/<name>)",
     )
-    p.add_argument("--sentences", type=int, default=200, help="first N FLORES dev sentences")
+    p.add_argument("--sentences", type=int, default=200, help="first N dev sentences")
+    p.add_argument(
+        "--benchmark",
+        choices=("flores", "mafand"),
+        default="flores",
+        help="FLORES-200 dev (8 directions) or MAFAND-MT dev (12)",
+    )
     p.add_argument("--beams", type=int, default=None, help="override the release's beams")
     p.add_argument("--repetition-penalty", type=float, default=None, help="override the release's")
     p.add_argument("--no-repeat-ngram", type=int, default=None, help="override the release's")
     p.add_argument("--min-length", type=float, default=None, help="override the length floor")
     args = p.parse_args()
-    from sacrebleu.metrics import CHRF
+    from sacrebleu.metrics import BLEU, CHRF
 
     uc = get_usecase("translation")
     cfg = uc.config(compose([], usecase="translation"))
-    if args.sentences > cfg.data.flores_dev_heldout:
+    if args.benchmark == "flores" and args.sentences > cfg.data.flores_dev_heldout:
         raise SystemExit(
             f"--sentences {args.sentences}: only the first {cfg.data.flores_dev_heldout} FLORES "
             "dev sentences are held out of every release's training (data.flores_dev_heldout)"
         )
-    dev = [x for x in uc.pairs(cfg) if x.corpus == "flores" and x.split == "dev"]
+    dev = [x for x in uc.pairs(cfg) if x.corpus == args.benchmark and x.split == "dev"]
+    directions = DIRECTIONS
+    if args.benchmark == "mafand":
+        langs = {(x.src_lang, x.tgt_lang) for x in dev}
+        directions = tuple(sorted(f"{a}-{b}" for a, b in langs | {(b, a) for a, b in langs}))
     sets = []
-    for d in DIRECTIONS:
+    for d in directions:
         src, tgt = d.split("-")
         rows = oriented(dev, src, tgt)[: args.sentences]
         sets.append(
@@ -64,7 +78,7 @@ def main() -> None:
                 [" ".join(corpus.nfc(r).split()) for _, r, _ in rows],
             )
         )
-    chrf = CHRF(word_order=2)
+    chrf, bleu = CHRF(word_order=2), BLEU()
     table = []
     for release in args.releases:
         model, meta, _ = load_model(Path(release))
@@ -79,28 +93,40 @@ def main() -> None:
         hyps = translate_all(uc.translator(model, meta), [s[:3] for s in sets], opts)
         seconds = time.perf_counter() - t0
         scores = [chrf.corpus_score(h, [s[3]]).score for h, s in zip(hyps, sets, strict=True)]
+        bleus = [bleu.corpus_score(h, [s[3]]).score for h, s in zip(hyps, sets, strict=True)]
         ratio = sum(len(x) for h in hyps for x in h) / sum(len(r) for s in sets for r in s[3])
-        own, other = dev_losses(uc, meta, model, dev, args.sentences)
+        own, other = dev_losses(uc, meta, model, dev, args.sentences, directions)
         print(
             f"{release}: "
-            + ", ".join(f"{d} {c:.2f}" for d, c in zip(DIRECTIONS, scores, strict=True))
+            + ", ".join(f"{d} {c:.2f}" for d, c in zip(directions, scores, strict=True))
         )
         table.append(
             (
                 release,
                 opts.beams,
                 f"{statistics.mean(scores):.2f}",
+                f"{statistics.mean(bleus):.2f}",
                 f"{ratio:.2f}",
                 f"{own:.3f}",
                 f"{other - own:.3f}",
                 f"{seconds:.0f}",
             )
         )
+    name = {"flores": "FLORES-200", "mafand": "MAFAND-MT"}[args.benchmark]
     print(
-        f"\nFLORES-200 dev sentences 1-{args.sentences} (held out of training), "
-        f"{len(DIRECTIONS)} directions\n"
+        f"\n{name} dev sentences 1-{args.sentences} (held out of training), "
+        f"{len(directions)} directions\n"
     )
-    head = ("release", "beams", "dev chrF++", "length ratio", "dev loss", "source gain", "s")
+    head = (
+        "release",
+        "beams",
+        "dev chrF++",
+        "dev BLEU",
+        "length ratio",
+        "dev loss",
+        "source gain",
+        "s",
+    )
     print_table(head, table)
 
 
