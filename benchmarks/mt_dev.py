@@ -27,7 +27,7 @@ from usecases.core.registry import get_usecase
 from usecases.core.stages import load_model
 from usecases.translation import corpus
 from usecases.translation.decode import DecodeOptions, translate_all
-from usecases.translation.task import oriented
+from usecases.translation.task import oriented, trained_directions
 
 
 def main() -> None:
@@ -61,11 +61,11 @@ def main() -> None:
             f"--sentences {args.sentences}: only the first {cfg.data.flores_dev_heldout} FLORES "
             "dev sentences are held out of every release's training (data.flores_dev_heldout)"
         )
-    dev = [x for x in uc.pairs(cfg) if x.corpus == args.benchmark and x.split == "dev"]
+    pairs = [x for x in uc.pairs(cfg) if x.corpus == args.benchmark]
+    dev = [x for x in pairs if x.split == "dev"]
     directions = DIRECTIONS
-    if args.benchmark == "mafand":
-        langs = {(x.src_lang, x.tgt_lang) for x in dev}
-        directions = tuple(sorted(f"{a}-{b}" for a, b in langs | {(b, a) for a, b in langs}))
+    if args.benchmark == "mafand":  # MAFAND's trained directions, both ways
+        directions = tuple(f"{a}-{b}" for a, b in trained_directions(pairs))
     sets = []
     for d in directions:
         src, tgt = d.split("-")
