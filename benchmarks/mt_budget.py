@@ -61,6 +61,13 @@ def train_for(uc, cfg, meta, seconds: float) -> tuple[torch.nn.Module, int, floa
     torch.manual_seed(cfg.seed)
     loader, _ = uc.build_loaders(cfg, meta)
     model = uc.build_model(cfg, meta["labels"])
+    t0 = time.perf_counter()
+    if facts := uc.init_from_data(cfg, model, loader.dataset):
+        print(
+            f"{cfg.model.name}: initialised from the training data in "
+            f"{time.perf_counter() - t0:.1f} s: {facts}",
+            flush=True,
+        )
     loss_fn = uc.loss_fn(cfg)
     opt = torch.optim.AdamW(
         model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay

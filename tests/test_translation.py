@@ -21,7 +21,7 @@ from usecases.core.config import compose
 from usecases.core.data import DataError
 from usecases.core.registry import get_usecase
 from usecases.translation import corpus, scoring
-from usecases.translation.batching import TokenBatchSampler, token_batches
+from usecases.translation.batching import TokenBatchSampler, competence, token_batches
 from usecases.translation.decode import DecodeOptions, MinLength, generate
 from usecases.translation.glossary import Glossary
 from usecases.translation.task import length_ratios
@@ -284,6 +284,35 @@ def test_token_sampler_epochs_are_a_function_of_seed_and_epoch():
     assert epochs[0] != epochs[1]
 
 
+def test_curriculum_opens_on_short_pairs_then_joins_the_plain_stream():
+    lengths = [(2 + i % 40, 2 + (i * 7) % 40) for i in range(600)]
+    plain = TokenBatchSampler(lengths, tokens=160, seed=5, batches_per_epoch=50)
+    s = TokenBatchSampler(
+        lengths, tokens=160, seed=5, batches_per_epoch=50, curriculum=100, curriculum_start=0.2
+    )
+    assert competence(0, 100, 0.2) == pytest.approx(0.2)
+    assert competence(50, 100, 0.2) == pytest.approx((0.5 * 0.96 + 0.04) ** 0.5)
+    assert competence(100, 100, 0.2) == competence(7, 0, 0.2) == 1.0
+    cut = sorted(sum(x) for x in lengths)[int(0.2 * len(lengths)) - 1]
+    epochs = []
+    for e in range(4):
+        s.set_epoch(e)
+        epochs.append(list(s))
+    # Block 0 draws from the shortest 20 % only; block 1 from more.
+    assert max(sum(lengths[i]) for b in epochs[0] for i in b) <= cut
+    assert max(sum(lengths[i]) for b in epochs[1] for i in b) > cut
+    # Past the curriculum the stream is the plain one from its start: epoch 2 = plain epoch 0.
+    plain.set_epoch(0)
+    assert epochs[2] == list(plain)
+    fresh = TokenBatchSampler(
+        lengths, tokens=160, seed=5, batches_per_epoch=50, curriculum=100, curriculum_start=0.2
+    )
+    fresh.set_epoch(1)
+    assert list(fresh) == epochs[1]  # resumable: a function of (seed, position)
+    with pytest.raises(ValueError, match="curriculum_start=0"):
+        TokenBatchSampler(lengths, tokens=160, seed=5, curriculum=10, curriculum_start=0)
+
+
 # -- scoring -----------------------------------------------------------------------------------
 def test_scores_normalise_unicode_and_baselines_learn_a_glossary():
     refs = ["Ɖé ɔ́ ɖo axì mɛ.", "Vǐ lɛ́ɛ nɔ yì."]
@@ -454,6 +483,54 @@ def test_target_word_dropout_blanks_decoder_inputs_in_training_only():
     assert not torch.equal(plain(model, batch), dropped(model, batch))
     with pytest.raises(DataError, match=r"data.decoder_dropout=1.0"):
         Translation().loss_fn(cfg(1.0))
+
+
+def test_cooccurrence_embeddings_put_a_word_beside_its_translation():
+    import random
+
+    import torch
+
+    from usecases.translation.models import (
+        cooccurrence_embeddings,
+        init_embeddings_from_pairs,
+        pre_nano,
+    )
+    from usecases.translation.task import Translation
+
+    # Five "words" 10-14 whose translations are 20-24, each pair with noise words 30-49.
+    rng = random.Random(0)
+    docs = []
+    for i in range(400):
+        k = i % 5
+        docs.append([10 + k, *rng.sample(range(30, 50), 3), 20 + k, *rng.sample(range(30, 50), 3)])
+    model = pre_nano(vocab_size=60)
+    before = model.get_input_embeddings().weight.detach().clone()
+    assert init_embeddings_from_pairs(model, docs + docs, seed=0) == 30  # 10-14, 20-24, 30-49
+    emb = torch.nn.functional.normalize(model.get_input_embeddings().weight.detach(), dim=1)
+    for k in range(5):
+        sims = emb[20:25] @ emb[10 + k]
+        assert int(sims.argmax()) == k, sims  # each word is closest to its own translation
+    untouched = [i for i in range(60) if not (10 <= i < 15 or 20 <= i < 25 or 30 <= i < 50)]
+    assert torch.equal(model.get_input_embeddings().weight[untouched], before[untouched])
+    # The decoder's output layer shares the rows; seeded, so a second run gives the same bytes.
+    assert torch.equal(model.get_output_embeddings().weight, model.get_input_embeddings().weight)
+    first, seen = cooccurrence_embeddings(docs, 60, 16, seed=0)
+    assert torch.equal(first, cooccurrence_embeddings(docs, 60, 16, seed=0)[0])
+    assert int(seen.sum()) == 30 and not first[~seen].any()
+
+    def cfg(init):
+        return types.SimpleNamespace(
+            seed=0,
+            model=types.SimpleNamespace(name="pre_nano"),
+            data=types.SimpleNamespace(embedding_init=init),
+        )
+
+    train = [{"src_ids": [3, *d[:4], EOS], "tgt_ids": [*d[4:], EOS]} for d in docs]
+    assert Translation().init_from_data(cfg("random"), model, train) == {}
+    facts = Translation().init_from_data(cfg("cooccurrence"), pre_nano(vocab_size=60), train)
+    assert facts["rows"] == 30 and facts["pairs"] == 400
+    with pytest.raises(DataError, match=r"data.embedding_init='lsa'"):
+        Translation().init_from_data(cfg("lsa"), model, train)
 
 
 def test_test_sets_translate_the_same_in_worker_processes(tmp_path):

@@ -100,6 +100,8 @@ def _train(cfg: Config, device: str, resume: bool) -> dict[str, Any]:
     if cfg.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
     train_loader, val_loader = uc.build_loaders(cfg, meta)
+    if not resume and (facts := uc.init_from_data(cfg, model, train_loader.dataset)):
+        log.info("initialised from the training data: %s", facts)
     accum = max(1, cfg.trainer.grad_accum)
     steps_per_epoch = max(1, len(train_loader) // accum)
     total = cfg.trainer.max_epochs * steps_per_epoch

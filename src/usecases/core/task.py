@@ -58,6 +58,12 @@ class UseCase:
     def build_model(self, cfg: Config, labels: list[str]) -> nn.Module:
         raise NotImplementedError
 
+    def init_from_data(self, cfg: Config, model: nn.Module, train: Dataset) -> dict[str, Any]:
+        """Before the first update of a new run: set what the training data can tell the model
+        without gradients (e.g. embeddings from co-occurrence counts); returns facts for the
+        log. Default: nothing."""
+        return {}
+
     def fit_heads(self, cfg: Config, model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
         """After the network is trained: fit what sits on top of it (e.g. a calibrated score,
         a second model over other features, a fusion); the returned entries are stored in the

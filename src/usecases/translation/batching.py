@@ -8,6 +8,7 @@ resumed run sees the same batches as a straight one.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator, Sequence
 
@@ -19,14 +20,19 @@ IGNORE = -100
 
 
 def token_batches(
-    lengths: Sequence[tuple[int, int]], tokens: int, seed: int, pool: int = 100
+    lengths: Sequence[tuple[int, int]],
+    tokens: int,
+    seed: int,
+    pool: int = 100,
+    subset: Sequence[int] | None = None,
 ) -> list[list[int]]:
-    """One pass over all examples: a seeded shuffle, pools of `pool` batches sorted by length,
-    each batch at most `tokens` (padded source + target) tokens, batch order shuffled."""
+    """One pass over all examples (or over `subset`, indices into `lengths`): a seeded shuffle,
+    pools of `pool` batches sorted by length, each batch at most `tokens` (padded source +
+    target) tokens, batch order shuffled."""
     rng = random.Random(seed)
-    order = list(range(len(lengths)))
+    order = list(range(len(lengths))) if subset is None else list(subset)
     rng.shuffle(order)
-    mean = sum(s + t for s, t in lengths) / max(1, len(lengths))
+    mean = sum(sum(lengths[i]) for i in order) / max(1, len(order))
     chunk = max(1, int(pool * tokens / max(1.0, mean)))
     batches: list[list[int]] = []
     for start in range(0, len(order), chunk):
@@ -49,19 +55,63 @@ def token_batches(
     return batches
 
 
+def competence(step: int, steps: int, start: float) -> float:
+    """The share of the training examples, shortest first, that batch `step` may draw from:
+    `start` at step 0, growing as a square root to 1 at `steps` (Platanios et al. 2019,
+    "Competence-based curriculum learning for neural machine translation")."""
+    if steps <= 0 or step >= steps:
+        return 1.0
+    return min(1.0, math.sqrt(step * (1 - start**2) / steps + start**2))
+
+
+CURRICULUM_BLOCK = 50  # batches drawn together from one competence level
+
+
 class TokenBatchSampler:
     """An epoch is `batches_per_epoch` batches of an endless stream of seeded passes over the
-    data (0 = exactly one pass); `set_epoch` picks the epoch, as with DistributedSampler."""
+    data (0 = exactly one pass); `set_epoch` picks the epoch, as with DistributedSampler.
+
+    With `curriculum` > 0, the stream opens with that many batches (rounded up to blocks of
+    CURRICULUM_BLOCK) drawn from the shortest examples only: block k samples, without
+    replacement, from the `competence` share of examples with the fewest source + target tokens
+    at the block's first batch, so the model meets short pairs first and every pair by the end.
+    The passes over all the data follow. Every batch stays a pure function of (seed, position).
+    """
 
     def __init__(
-        self, lengths: Sequence[tuple[int, int]], tokens: int, seed: int, batches_per_epoch: int = 0
+        self,
+        lengths: Sequence[tuple[int, int]],
+        tokens: int,
+        seed: int,
+        batches_per_epoch: int = 0,
+        curriculum: int = 0,
+        curriculum_start: float = 0.2,
     ) -> None:
         if not lengths:
             raise ValueError("no training examples to batch")
+        if curriculum < 0 or not 0.0 < curriculum_start <= 1.0:
+            raise ValueError(
+                f"curriculum={curriculum}, curriculum_start={curriculum_start}: expected a "
+                "number of batches >= 0 and a starting share in (0, 1]"
+            )
         self.lengths, self.tokens, self.seed = list(lengths), tokens, seed
         self.pass_len = len(token_batches(self.lengths, tokens, seed))
         self.per_epoch = batches_per_epoch or self.pass_len
         self.epoch = 0
+        self.blocks = -(-curriculum // CURRICULUM_BLOCK)
+        self.curriculum, self.curriculum_start = curriculum, curriculum_start
+        self.by_length = sorted(range(len(self.lengths)), key=lambda i: (sum(self.lengths[i]), i))
+
+    def _block(self, k: int) -> list[list[int]]:
+        """Curriculum block k: CURRICULUM_BLOCK batches of the examples its competence allows."""
+        share = competence(k * CURRICULUM_BLOCK, self.curriculum, self.curriculum_start)
+        allowed = self.by_length[: max(1, math.ceil(share * len(self.lengths)))]
+        rng = random.Random(self.seed * 1_000_003 - 1 - k)
+        out: list[list[int]] = []
+        while len(out) < CURRICULUM_BLOCK:
+            pick = rng.sample(allowed, len(allowed))  # a shuffled pass over the allowed pairs
+            out += token_batches(self.lengths, self.tokens, rng.randrange(2**31), subset=pick)
+        return out[:CURRICULUM_BLOCK]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -74,8 +124,16 @@ class TokenBatchSampler:
 
     def __iter__(self) -> Iterator[list[int]]:
         start = self.epoch * self.per_epoch
-        k, offset = divmod(start, self.pass_len)
         emitted = 0
+        warm = self.blocks * CURRICULUM_BLOCK
+        while start + emitted < warm:
+            k, offset = divmod(start + emitted, CURRICULUM_BLOCK)
+            for b in self._block(k)[offset:]:
+                yield b
+                emitted += 1
+                if emitted == self.per_epoch:
+                    return
+        k, offset = divmod(start + emitted - warm, self.pass_len)
         while emitted < self.per_epoch:
             batches = self._pass(k)
             for b in batches[offset:]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from usecases.core.registry import register_model
 from usecases.translation.vocab import EOS, PAD
 
@@ -130,3 +132,54 @@ def hf_seq2seq(
     if vocab_size is not None and vocab_size != model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(vocab_size)
     return model
+
+
+# -- embeddings from the training pairs ---------------------------------------------------------
+def cooccurrence_embeddings(
+    docs: list[list[int]], vocab_size: int, dim: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-language latent semantic analysis (Dumais et al. 1997) over the training pairs:
+    each pair (both sides' subwords) is one document; the subword x document matrix of
+    (1 + log count) x idf is reduced to `dim` dimensions by a seeded randomised SVD. Subwords
+    that occur in the same pairs, a word and its translation above all, get nearby vectors.
+    Identical documents count once (a pair is trained in both directions). Returns the
+    vectors, shape [vocab_size, dim] (zero rows for subwords in no document), and the mask of
+    the rows that occur."""
+    from collections import Counter
+
+    unique = list(dict.fromkeys(tuple(sorted(d)) for d in docs if d))
+    rows, cols, counts = [], [], []
+    for j, doc in enumerate(unique):
+        for tok, n in Counter(doc).items():
+            rows.append(tok)
+            cols.append(j)
+            counts.append(n)
+    if not rows:
+        raise ValueError("no subwords to embed: the training pairs are empty")
+    r, c = torch.tensor(rows), torch.tensor(cols)
+    n = torch.tensor(counts, dtype=torch.float64)
+    df = torch.bincount(r, minlength=vocab_size).double()
+    idf = torch.log(len(unique) / df.clamp(min=1))
+    vals = ((1 + torch.log(n)) * idf[r]).float()
+    shape = (vocab_size, len(unique))
+    a = torch.sparse_coo_tensor(torch.stack([r, c]), vals, shape, check_invariants=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        u, s, _ = torch.svd_lowrank(a.coalesce(), q=min(dim, *shape), niter=4)
+    vectors = torch.zeros(vocab_size, dim)
+    vectors[:, : s.numel()] = u * s.sqrt()
+    seen = df > 0
+    vectors[~seen] = 0
+    return vectors, seen
+
+
+def init_embeddings_from_pairs(model: torch.nn.Module, docs: list[list[int]], seed: int) -> int:
+    """Replace the (shared) input/output embedding rows of every subword that occurs in `docs`
+    by its co-occurrence vector (`cooccurrence_embeddings`), scaled to the standard deviation
+    of the rows it replaces; returns how many rows were set."""
+    emb = model.get_input_embeddings().weight
+    vectors, seen = cooccurrence_embeddings(docs, emb.shape[0], emb.shape[1], seed)
+    with torch.no_grad():
+        scale = emb[seen].std() / vectors[seen].std().clamp(min=1e-12)
+        emb[seen] = (vectors[seen] * scale).to(emb.dtype)
+    return int(seen.sum())

@@ -45,6 +45,7 @@ from usecases.translation.decode import (
     worker_count,
 )
 from usecases.translation.glossary import Glossary
+from usecases.translation.models import init_embeddings_from_pairs
 from usecases.translation.vocab import Codec, HFCodec, Vocab, train_spm
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,10 @@ class MTDataConfig(DataConfig):
     max_length_ratio: float = 3.0
     tokens_per_batch: int = 6000
     batches_per_epoch: int = 0  # 0 = one pass over the training pairs per epoch
+    # Competence curriculum: the first `curriculum_batches` batches draw from the shortest pairs
+    # only, from the shortest `curriculum_start` share up to all of them (0 = off).
+    curriculum_batches: int = 0
+    curriculum_start: float = 0.2
     val_sentences: int = 40
     eval_limit: int | None = None
     beams: int = 1
@@ -78,6 +83,10 @@ class MTDataConfig(DataConfig):
     # replaced by the pad token (a zero embedding) with this probability, so the decoder cannot
     # predict from the target prefix alone and must read the source (0 = off).
     decoder_dropout: float = 0.0
+    # The shared embeddings' starting values: "random" (the model's own initialisation) or
+    # "cooccurrence" (cross-language LSA of the training pairs: a subword and its translation
+    # start close together; see models.cooccurrence_embeddings).
+    embedding_init: str = "random"
     # Processes that share the test sets when scoring, one thread each (0 = one per thread
     # torch uses, for 2,000 sentences or more). Each test set decodes whole in the same batches.
     eval_workers: int = 0
@@ -272,6 +281,17 @@ class Translation(UseCase):
             cfg.model.name, vocab_size=_d(cfg).vocab_size, dropout=cfg.model.dropout
         )
 
+    def init_from_data(self, cfg: Config, model: nn.Module, train) -> dict[str, Any]:
+        init = _d(cfg).embedding_init
+        if init not in ("random", "cooccurrence"):
+            raise DataError(f"data.embedding_init={init!r}: expected 'random' or 'cooccurrence'")
+        if init == "random" or cfg.model.name == HF_MODEL:
+            return {}
+        # Each pair's subwords, both sides, without the target tag and the end token.
+        docs = [e["src_ids"][1:-1] + e["tgt_ids"][:-1] for e in train]
+        rows = init_embeddings_from_pairs(model, docs, cfg.seed)
+        return {"embedding_init": init, "rows": rows, "pairs": len(docs)}
+
     @staticmethod
     def translator(model: nn.Module, meta: dict[str, Any]) -> Translator:
         return Translator(model, Translation.vocab(meta), meta.get("length_ratios", {}))
@@ -346,6 +366,8 @@ class Translation(UseCase):
             d.tokens_per_batch,
             cfg.seed,
             d.batches_per_epoch,
+            d.curriculum_batches,
+            d.curriculum_start,
         )
         codec = self.vocab(meta)
         pads = partial(collate, pad_id=codec.pad_id, start_id=codec.start_id)
