@@ -3,8 +3,8 @@
 averaging and decoding were chosen without reading devtest.
 
     .venv/bin/python benchmarks/mt_dev.py [models/translation/pre_nano ...] [--sentences 200]
-        [--benchmark flores|mafand] [--beams N] [--repetition-penalty P] [--no-repeat-ngram N]
-        [--min-length F]
+        [--benchmark flores|mafand] [--directions fra-fuv ...] [--beams N]
+        [--repetition-penalty P] [--no-repeat-ngram N] [--min-length F]
 
 Each release decodes as its card says (greedy or beam, length floor, repetition controls)
 unless an option overrides it, in the same 8 directions as `mt_budget.py`; `--benchmark mafand`
@@ -47,6 +47,12 @@ def main() -> None:
         default="flores",
         help="FLORES-200 dev (8 directions) or MAFAND-MT dev (12)",
     )
+    p.add_argument(
+        "--directions",
+        nargs="+",
+        default=None,
+        help="FLORES directions to score instead of the 8 (e.g. the zero-shot fra-fuv fuv-fra)",
+    )
     p.add_argument("--beams", type=int, default=None, help="override the release's beams")
     p.add_argument("--repetition-penalty", type=float, default=None, help="override the release's")
     p.add_argument("--no-repeat-ngram", type=int, default=None, help="override the release's")
@@ -63,9 +69,15 @@ def main() -> None:
         )
     pairs = [x for x in uc.pairs(cfg) if x.corpus == args.benchmark]
     dev = [x for x in pairs if x.split == "dev"]
-    directions = DIRECTIONS
+    directions = tuple(args.directions or DIRECTIONS)
     if args.benchmark == "mafand":  # MAFAND's trained directions, both ways
         directions = tuple(f"{a}-{b}" for a, b in trained_directions(pairs))
+    for d in directions:
+        src, _, tgt = d.partition("-")
+        if not oriented(dev, src, tgt):
+            raise SystemExit(
+                f"--directions {d}: no {args.benchmark} dev sentences in that direction"
+            )
     sets = []
     for d in directions:
         src, tgt = d.split("-")

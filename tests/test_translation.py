@@ -368,21 +368,30 @@ def test_min_length_bars_the_end_token_per_row():
     assert out[0, EOS + 1] == 0
 
 
-def test_greedy_decoding_chooses_what_transformers_generate_chooses():
+@pytest.mark.parametrize("lexical", [False, True])
+def test_greedy_decoding_chooses_what_transformers_generate_chooses(lexical):
     import torch
     from transformers import LogitsProcessorList
 
     from usecases.translation.batching import pad
+    from usecases.translation.lexicon import lexicon_tables
     from usecases.translation.models import pre_nano
 
     codec = types.SimpleNamespace(pad_id=PAD, eos_id=EOS, start_id=PAD)
     sources = [[5 + (3 * i + j) % 30 for j in range(2 + i % 7)] + [EOS] for i in range(11)]
     starts = [3 + i % 2 for i in range(11)]
+    # A lexical prior for the sources that open with tag 5 or 8 (the others have no table).
+    toy = [(5 + 3 * (i % 2), [9 + i % 20, 10 + i % 13], [12 + i % 25, EOS]) for i in range(60)]
+    tables = lexicon_tables(toy, 40, k=3)
     # An end token likely enough that rows end at different steps, with a mild penalty; then
     # none, so that rows run to the cap, with a strong one.
     for eos_bias, penalty in ((4.0, 1.3), (0.0, 2.0)):
         torch.manual_seed(3)
-        model = pre_nano(vocab_size=40).eval()
+        model = pre_nano(vocab_size=40, lexical_prior=lexical).eval()
+        if lexical:
+            model.set_lexicon(*tables)
+            with torch.no_grad():
+                model.lex_gate.fill_(3.0)
         with torch.no_grad():
             model.final_logits_bias[0, EOS] = eos_bias
         opts = DecodeOptions(length_b=6, min_length=0.5, batch_size=4, repetition_penalty=penalty)
@@ -413,6 +422,10 @@ def test_greedy_decoding_chooses_what_transformers_generate_chooses():
                 capped += len(row) == max_new + 1
         assert len({len(row) for row in ours}) > 2
         assert (capped > 0) == (eos_bias == 0.0)
+        if lexical:  # the prior changes the choices of the same Transformer weights
+            torch.manual_seed(3)
+            plain = generate(pre_nano(vocab_size=40).eval(), sources, opts, codec, 0.5, starts)
+            assert plain != ours
 
 
 def test_decoder_start_is_the_target_tag_in_training_and_decoding(tmp_path):
@@ -531,6 +544,82 @@ def test_cooccurrence_embeddings_put_a_word_beside_its_translation():
     assert facts["rows"] == 30 and facts["pairs"] == 400
     with pytest.raises(DataError, match=r"data.embedding_init='lsa'"):
         Translation().init_from_data(cfg("lsa"), model, train)
+
+
+def test_ibm1_learns_each_words_translation_per_target_language(tmp_path):
+    import random
+
+    import torch
+
+    from usecases.core.checkpoint import load_weights, save_weights
+    from usecases.translation.lexicon import EPS, ibm1, lexicon_tables, source_bias
+    from usecases.translation.models import encode, pre_nano
+    from usecases.translation.task import Translation
+
+    # Source words 10-14 translate as 20-24 into the language tagged 3 and as 40-44 into the
+    # one tagged 4; every pair also holds noise words (30-37) on both sides.
+    rng = random.Random(0)
+    examples = []
+    for i in range(300):
+        k, tag_id = i % 5, 3 + i % 2
+        noise = rng.sample(range(30, 38), 2)
+        target = 20 + k if tag_id == 3 else 40 + k
+        examples.append((tag_id, [10 + k, *noise], [target, *noise, EOS]))
+    t, sources, targets = ibm1([(s, y) for tg, s, y in examples if tg == 3], iterations=5)
+    assert sources.tolist() == [PAD, *range(10, 15), *range(30, 38)]  # the NULL word first
+    assert targets.tolist() == [EOS, *range(20, 25), *range(30, 38)]
+    assert [int(targets[t[1 + k].argmax()]) for k in range(5)] == [20, 21, 22, 23, 24]
+    assert torch.allclose(t.sum(dim=1), torch.ones(len(sources)))
+    assert int(targets[t[0].argmax()]) == EOS  # the end token comes from the NULL word
+    assert torch.equal(t, ibm1([(s, y) for tg, s, y in examples if tg == 3], iterations=5)[0])
+    tags, idx, prob = lexicon_tables(examples, 50, k=4)
+    assert tags.tolist() == [3, 4] and idx.shape == prob.shape == (2, 50, 4)
+    row = torch.full((50,), -1, dtype=torch.long)
+    row[tags] = torch.arange(2)
+    x = torch.tensor([[3, 12, 31, EOS, PAD], [4, 12, 31, EOS, PAD], [7, 12, 31, EOS, PAD]])
+    bias = source_bias(x, row, idx, prob)
+    assert bias.shape == (3, 50)
+    assert bias[0, 22] > bias[0, 42] and bias[1, 42] > bias[1, 22]  # each language's word
+    assert bias[0, 22] > bias[0, 23] > torch.log(torch.tensor(EPS)) - 1e-6
+    assert not bias[2].any()  # tag 7 has no table: no prior
+    with pytest.raises(ValueError, match="iterations=0"):
+        ibm1([([1], [2])], iterations=0)
+
+    # The model: a training hook fills the tables, they travel with the weights, and decoding
+    # step by step needs the prior beside the encoder's output.
+    model = pre_nano(vocab_size=50, lexical_prior=True)
+    cfg = types.SimpleNamespace(
+        seed=0,
+        model=types.SimpleNamespace(name="pre_nano"),
+        data=types.SimpleNamespace(embedding_init="random", lexicon_k=4, lexicon_iterations=5),
+    )
+    train = [{"src_ids": [tg, *s, EOS], "tgt_ids": y} for tg, s, y in examples]
+    facts = Translation().init_from_data(cfg, model, train)
+    assert facts["lexicon_languages"] == 2 and torch.equal(model.lex_idx, idx)
+    mask = (x != PAD).long()
+    dec = torch.tensor([[3, 22], [4, 42], [7, 22]])
+    with torch.no_grad():
+        full = model(input_ids=x, attention_mask=mask, decoder_input_ids=dec).logits
+        stepped = model(
+            encoder_outputs=encode(model, x, mask), attention_mask=mask, decoder_input_ids=dec
+        ).logits
+        assert torch.allclose(full, stepped, atol=1e-5)
+        with pytest.raises(ValueError, match="lexical prior needs the source"):
+            enc = model.get_encoder()(input_ids=x, attention_mask=mask)
+            model(encoder_outputs=enc, attention_mask=mask, decoder_input_ids=dec)
+    save_weights(model.state_dict(), tmp_path / "w.safetensors")
+    again = pre_nano(vocab_size=50, lexical_prior=True)
+    again.load_state_dict(load_weights(tmp_path / "w.safetensors"))
+    assert torch.equal(again.lex_prob, model.lex_prob) and torch.equal(again.lex_row, model.lex_row)
+    cfg.data.lexicon_k = 0
+    with pytest.raises(DataError, match=r"data.lexicon_k=0"):
+        Translation().init_from_data(cfg, pre_nano(vocab_size=50, lexical_prior=True), train)
+    marian = types.SimpleNamespace(
+        model=types.SimpleNamespace(name="marian_tiny", dropout=0.1),
+        data=types.SimpleNamespace(lexical_prior=True, vocab_size=50),
+    )
+    with pytest.raises(DataError, match="model 'marian_tiny' has no lexical prior"):
+        Translation().build_model(marian, [])
 
 
 def test_test_sets_translate_the_same_in_worker_processes(tmp_path):

@@ -99,9 +99,10 @@ def greedy(
     row leaves the batch as soon as it has ended, so a batch costs what its rows still need
     rather than what its longest row needs. Rows come back as [start, tokens..., end]."""
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
-    from transformers.modeling_outputs import BaseModelOutput
 
-    enc = model.get_encoder()(input_ids=x, attention_mask=mask).last_hidden_state
+    from usecases.translation.models import encode
+
+    enc = encode(model, x, mask)
     cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
     seqs = first.view(-1, 1)
     live = torch.arange(x.shape[0])  # batch row of each live sequence
@@ -109,7 +110,7 @@ def greedy(
     for step in range(max_new):
         logits = (
             model(
-                encoder_outputs=BaseModelOutput(last_hidden_state=enc),
+                encoder_outputs=enc,
                 attention_mask=mask,
                 decoder_input_ids=seqs[:, -1:],
                 past_key_values=cache,
@@ -132,7 +133,9 @@ def greedy(
             if keep.numel() == 0:
                 break
             seqs, live, min_new = seqs[keep], live[keep], min_new[keep]
-            enc, mask = enc[keep], mask[keep]
+            for key, value in enc.items():
+                enc[key] = value[keep]
+            mask = mask[keep]
             cache.batch_select_indices(keep)
     for r, b in enumerate(live.tolist()):
         done.setdefault(b, seqs[r].tolist())

@@ -64,43 +64,150 @@ def marian(name: str, vocab_size: int, dropout: float = 0.1, max_positions: int 
     return MarianMTModel(config)
 
 
-def prenorm(name: str, vocab_size: int, dropout: float = 0.1, max_positions: int = 512) -> Any:
+def prenorm(
+    name: str,
+    vocab_size: int,
+    dropout: float = 0.1,
+    max_positions: int = 512,
+    lexical_prior: bool = False,
+) -> Any:
     """The same shapes as `marian`, with pre-layer-norm blocks (mBART's layout): stable at the
-    higher learning rates that a short CPU budget needs."""
+    higher learning rates that a short CPU budget needs. With `lexical_prior`, the model adds
+    a lexical translation prior to its logits (`LexicalPriorMixin`; its tables are learnt from
+    the training pairs before the first update)."""
     from transformers import MBartConfig, MBartForConditionalGeneration
 
     shape = _shape(name.replace("pre_", "marian_"), vocab_size, dropout, max_positions)
-    return MBartForConditionalGeneration(MBartConfig(bos_token_id=EOS, **shape))
+    config = MBartConfig(bos_token_id=EOS, **shape)
+    return (_lexical_mbart_class() if lexical_prior else MBartForConditionalGeneration)(config)
+
+
+class LexicalPriorMixin:
+    """Adds `gate * log(p(y | x) + eps)` (see `usecases.translation.lexicon`) to the logits of
+    an encoder-decoder. The tables are buffers saved with the weights; until `set_lexicon` is
+    called they are empty and the model is its base class. The prior is computed from
+    `input_ids` when the model encodes, or read from `encoder_outputs["lexical_bias"]` when
+    the caller encoded once (`encode`) and decodes step by step."""
+
+    def _init_lexicon(self, vocab_size: int) -> None:
+        self.register_buffer("lex_row", torch.full((vocab_size,), -1, dtype=torch.long))
+        self.register_buffer("lex_idx", torch.zeros(0, vocab_size, 1, dtype=torch.int32))
+        self.register_buffer("lex_prob", torch.zeros(0, vocab_size, 1))
+        self.lex_gate = torch.nn.Parameter(torch.ones(()))
+
+    def set_lexicon(self, tags: torch.Tensor, idx: torch.Tensor, prob: torch.Tensor) -> None:
+        row = torch.full_like(self.lex_row, -1)
+        row[tags.to(row.device)] = torch.arange(len(tags), device=row.device)
+        self.lex_row = row
+        self.lex_idx = idx.to(self.lex_row.device)
+        self.lex_prob = prob.to(self.lex_row.device)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # A release's tables have their own shape: take it before the values are copied.
+        for name in ("lex_idx", "lex_prob"):
+            saved = state_dict.get(prefix + name)
+            if saved is not None and saved.shape != getattr(self, name).shape:
+                setattr(self, name, torch.empty_like(saved, device=self.lex_row.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[misc]
+
+    def lexical_bias(self, input_ids: torch.Tensor) -> torch.Tensor | None:
+        from usecases.translation.lexicon import source_bias
+
+        if self.lex_idx.shape[0] == 0:
+            return None
+        return source_bias(input_ids, self.lex_row, self.lex_idx, self.lex_prob)
+
+    def forward(self, input_ids=None, encoder_outputs=None, **kwargs):  # type: ignore[no-untyped-def]
+        out = super().forward(  # type: ignore[misc]
+            input_ids=input_ids, encoder_outputs=encoder_outputs, **kwargs
+        )
+        if input_ids is not None:
+            bias = self.lexical_bias(input_ids)
+        else:
+            bias = None if encoder_outputs is None else encoder_outputs.get("lexical_bias")
+            if bias is None and self.lex_idx.shape[0]:
+                raise ValueError(
+                    "this model's lexical prior needs the source: pass input_ids, or encoder "
+                    "outputs from usecases.translation.models.encode"
+                )
+        if bias is not None:
+            out.logits = out.logits + self.lex_gate * bias[:, None, :]
+        return out
+
+    def _prepare_text_encoder_decoder_kwargs_for_generation(  # type: ignore[no-untyped-def]
+        self, inputs_tensor, model_kwargs, *args, **kwargs
+    ):
+        # `generate(input_ids=...)` encodes through here: the prior travels with the encoder's
+        # output, as in `encode`. (Without this hook, `forward` refuses to decode without it.)
+        out = super()._prepare_text_encoder_decoder_kwargs_for_generation(  # type: ignore[misc]
+            inputs_tensor, model_kwargs, *args, **kwargs
+        )
+        bias = self.lexical_bias(inputs_tensor)
+        if bias is not None:
+            out["encoder_outputs"]["lexical_bias"] = bias
+        return out
+
+
+def encode(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+    """The encoder's output for a decoding loop, with the lexical prior of each source row
+    (`"lexical_bias"`) for a model that has one."""
+    out = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
+    bias = model.lexical_bias(input_ids) if isinstance(model, LexicalPriorMixin) else None
+    if bias is not None:
+        out["lexical_bias"] = bias
+    return out
 
 
 @register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
-def pre_nano(pretrained: bool = False, vocab_size: int = 8000, dropout: float = 0.0, **_: Any):
+def pre_nano(
+    pretrained: bool = False,
+    vocab_size: int = 8000,
+    dropout: float = 0.0,
+    lexical_prior: bool = False,
+    **_: Any,
+):
     """Pre-layer-norm Transformer 3+3 layers, d=128 (about 2.5 M parameters): on a CPU budget of
     minutes it makes about 1.6x the updates of `pre_tiny` and learns more from them."""
-    return prenorm("pre_nano", vocab_size, dropout)
+    return prenorm("pre_nano", vocab_size, dropout, lexical_prior=lexical_prior)
 
 
 @register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
-def pre_tiny(pretrained: bool = False, vocab_size: int = 8000, dropout: float = 0.1, **_: Any):
+def pre_tiny(
+    pretrained: bool = False,
+    vocab_size: int = 8000,
+    dropout: float = 0.1,
+    lexical_prior: bool = False,
+    **_: Any,
+):
     """Pre-layer-norm Transformer 3+3 layers, d=256 (mBART block layout, about 7.8 M parameters)."""
-    return prenorm("pre_tiny", vocab_size, dropout)
+    return prenorm("pre_tiny", vocab_size, dropout, lexical_prior=lexical_prior)
 
 
 @register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
 def pre_deep_shallow(
-    pretrained: bool = False, vocab_size: int = 8000, dropout: float = 0.1, **_: Any
+    pretrained: bool = False,
+    vocab_size: int = 8000,
+    dropout: float = 0.1,
+    lexical_prior: bool = False,
+    **_: Any,
 ):
     """Pre-layer-norm Transformer, 6 encoder layers and 1 decoder layer, d=256 (8.1 M
     parameters): each decoding step runs one layer instead of three."""
-    return prenorm("pre_deep_shallow", vocab_size, dropout)
+    return prenorm("pre_deep_shallow", vocab_size, dropout, lexical_prior=lexical_prior)
 
 
 @register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
-def pre_nano_ds(pretrained: bool = False, vocab_size: int = 8000, dropout: float = 0.0, **_: Any):
+def pre_nano_ds(
+    pretrained: bool = False,
+    vocab_size: int = 8000,
+    dropout: float = 0.0,
+    lexical_prior: bool = False,
+    **_: Any,
+):
     """`pre_nano`'s width (d=128) with 6 encoder layers and 1 decoder layer (about 2.6 M
     parameters): a weaker language model in the decoder, and one decoder layer per decoding step
     instead of three."""
-    return prenorm("pre_nano_ds", vocab_size, dropout)
+    return prenorm("pre_nano_ds", vocab_size, dropout, lexical_prior=lexical_prior)
 
 
 @register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
@@ -183,3 +290,34 @@ def init_embeddings_from_pairs(model: torch.nn.Module, docs: list[list[int]], se
         scale = emb[seen].std() / vectors[seen].std().clamp(min=1e-12)
         emb[seen] = (vectors[seen] * scale).to(emb.dtype)
     return int(seen.sum())
+
+
+_LEXICAL_MBART: type | None = None
+
+
+def _lexical_mbart_class() -> type:
+    """`MBartForConditionalGeneration` with the lexical prior, built on first use (importing
+    `transformers` is slow) and published as this module's `LexicalMBart`, so that a model
+    pickles for the worker processes that decode test sets."""
+    global _LEXICAL_MBART
+    if _LEXICAL_MBART is not None:
+        return _LEXICAL_MBART
+    from transformers import MBartForConditionalGeneration
+
+    class LexicalMBart(LexicalPriorMixin, MBartForConditionalGeneration):
+        """mBART with a lexical translation prior on its logits."""
+
+        def __init__(self, config: Any) -> None:
+            super().__init__(config)
+            self._init_lexicon(config.vocab_size)
+
+    LexicalMBart.__module__ = __name__
+    LexicalMBart.__qualname__ = "LexicalMBart"
+    _LEXICAL_MBART = LexicalMBart
+    return LexicalMBart
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LexicalMBart":  # unpickling a model looks the class up here
+        return _lexical_mbart_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -45,7 +45,8 @@ from usecases.translation.decode import (
     worker_count,
 )
 from usecases.translation.glossary import Glossary
-from usecases.translation.models import init_embeddings_from_pairs
+from usecases.translation.lexicon import lexicon_tables
+from usecases.translation.models import LexicalPriorMixin, init_embeddings_from_pairs
 from usecases.translation.vocab import Codec, HFCodec, Vocab, train_spm
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,13 @@ class MTDataConfig(DataConfig):
     # "cooccurrence" (cross-language LSA of the training pairs: a subword and its translation
     # start close together; see models.cooccurrence_embeddings).
     embedding_init: str = "random"
+    # A lexical translation prior on the logits (pre-layer-norm models, `pre_*`): one IBM Model 1
+    # table per target language, learnt from the training pairs before the first update, gives
+    # each source the bag of target subwords its translation should hold (translation/lexicon.py).
+    # lexicon_k: target subwords kept per source subword; lexicon_iterations: EM rounds.
+    lexical_prior: bool = False
+    lexicon_k: int = 16
+    lexicon_iterations: int = 5
     # Processes that share the test sets when scoring, one thread each (0 = one per thread
     # torch uses, for 2,000 sentences or more). Each test set decodes whole in the same batches.
     eval_workers: int = 0
@@ -277,20 +285,46 @@ class Translation(UseCase):
                 weights=cfg.model.weights,
                 vocab_size=self._hf_vocab(cfg, labels),
             )
+        d = _d(cfg)
+        if not d.lexical_prior:
+            return create_model(cfg.model.name, vocab_size=d.vocab_size, dropout=cfg.model.dropout)
+        if not cfg.model.name.startswith("pre_"):
+            raise DataError(
+                f"data.lexical_prior=true needs a pre-layer-norm model (pre_nano, pre_tiny, "
+                f"pre_deep_shallow, pre_nano_ds); model {cfg.model.name!r} has no lexical prior"
+            )
         return create_model(
-            cfg.model.name, vocab_size=_d(cfg).vocab_size, dropout=cfg.model.dropout
+            cfg.model.name, vocab_size=d.vocab_size, dropout=cfg.model.dropout, lexical_prior=True
         )
 
     def init_from_data(self, cfg: Config, model: nn.Module, train) -> dict[str, Any]:
-        init = _d(cfg).embedding_init
+        d = _d(cfg)
+        init = d.embedding_init
         if init not in ("random", "cooccurrence"):
             raise DataError(f"data.embedding_init={init!r}: expected 'random' or 'cooccurrence'")
-        if init == "random" or cfg.model.name == HF_MODEL:
-            return {}
-        # Each pair's subwords, both sides, without the target tag and the end token.
-        docs = [e["src_ids"][1:-1] + e["tgt_ids"][:-1] for e in train]
-        rows = init_embeddings_from_pairs(model, docs, cfg.seed)
-        return {"embedding_init": init, "rows": rows, "pairs": len(docs)}
+        facts: dict[str, Any] = {}
+        if init == "cooccurrence" and cfg.model.name != HF_MODEL:
+            # Each pair's subwords, both sides, without the target tag and the end token.
+            docs = [e["src_ids"][1:-1] + e["tgt_ids"][:-1] for e in train]
+            rows = init_embeddings_from_pairs(model, docs, cfg.seed)
+            facts.update(embedding_init=init, rows=rows, pairs=len(docs))
+        if isinstance(model, LexicalPriorMixin):
+            for name in ("lexicon_k", "lexicon_iterations"):
+                if getattr(d, name) < 1:
+                    raise DataError(f"data.{name}={getattr(d, name)}: expected 1 or more")
+            t0 = time.perf_counter()
+            # (target tag, source subwords without tag and end token, target with end token)
+            examples = [(e["src_ids"][0], e["src_ids"][1:-1], e["tgt_ids"]) for e in train]
+            vocab_size = model.get_input_embeddings().num_embeddings
+            tags, idx, prob = lexicon_tables(
+                examples, vocab_size, d.lexicon_k, d.lexicon_iterations
+            )
+            model.set_lexicon(tags, idx, prob)
+            facts.update(
+                lexicon_languages=len(tags),
+                lexicon_seconds=round(time.perf_counter() - t0, 1),
+            )
+        return facts
 
     @staticmethod
     def translator(model: nn.Module, meta: dict[str, Any]) -> Translator:

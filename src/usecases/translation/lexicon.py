@@ -1,0 +1,127 @@
+"""A lexical translation prior learnt from the training pairs (IBM Model 1).
+
+A model that sees each training pair about once learns the target language long before it
+learns which target words translate which source words. IBM Model 1 (Brown et al., 1993) learns
+the second in seconds from the same pairs: t(y | x), the probability that source subword x
+translates as target subword y (or y comes from nothing, the NULL word). Under it, a target
+position of the translation of x_1..x_n is y with probability
+
+    p(y | x) = (t(y | NULL) + sum_i t(y | x_i)) / (n + 1),
+
+a bag of the subwords the translation should contain, known before the first decoding step.
+The model adds g * log(p(y | x) + eps) to its output logits at every position (g learnt, one
+scalar): a product of experts in which the Transformer has to learn word order and fluency,
+and the table supplies the words (after Arthur et al., 2016, who add lexicon probabilities to
+the logits of a neural translation model to speed up its learning of rare words).
+
+One table per target language (a multilingual model: French `▁la` goes to different subwords
+in Fon and in Wolof), each row pruned to its `k` most probable target subwords. The NULL row is
+stored in the pad token's row, which never occurs inside a source.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+import torch
+
+from usecases.translation.vocab import EOS, PAD
+
+EPS = 1e-4  # floor of p(y | x) inside the log: a subword the table never proposes
+NULL = PAD  # the table row of the NULL source word
+
+
+def ibm1(
+    pairs: list[tuple[list[int], list[int]]], iterations: int = 5, chunk: int = 512
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """IBM Model 1 by expectation-maximisation over `pairs` of (source ids, target ids),
+    uniform start, `iterations` EM rounds. Returns (t, sources, targets): t[i, j] is the
+    probability that source subword sources[i] translates as targets[j] (each row sums to 1;
+    sources[0] is the NULL word), over the subwords that occur only, which keeps the table
+    small. Deterministic: the counts accumulate serially."""
+    if not pairs:
+        raise ValueError("IBM Model 1 needs at least one training pair")
+    if iterations < 1:
+        raise ValueError(f"iterations={iterations}: expected at least 1")
+    sources = torch.tensor(sorted({NULL, *(x for s, _ in pairs for x in s)}), dtype=torch.long)
+    targets = torch.tensor(sorted({y for _, t in pairs for y in t}), dtype=torch.long)
+    if not len(targets):
+        raise ValueError("IBM Model 1 needs target subwords: every target is empty")
+    ns, nt = len(sources), len(targets)
+    s_of = {int(x): i for i, x in enumerate(sources)}
+    t_of = {int(y): j for j, y in enumerate(targets)}
+    order = sorted(range(len(pairs)), key=lambda i: (len(pairs[i][0]), len(pairs[i][1])))
+    batches = []
+    for start in range(0, len(order), chunk):
+        rows = [pairs[i] for i in order[start : start + chunk]]
+        ls = 1 + max(len(s) for s, _ in rows)
+        lt = max(1, max(len(y) for _, y in rows))
+        src = torch.full((len(rows), ls), -1, dtype=torch.long)
+        tgt = torch.full((len(rows), lt), -1, dtype=torch.long)
+        for r, (s, y) in enumerate(rows):
+            src[r, : 1 + len(s)] = torch.tensor([0, *(s_of[x] for x in s)], dtype=torch.long)
+            tgt[r, : len(y)] = torch.tensor([t_of[x] for x in y], dtype=torch.long)
+        valid = (src[:, :, None] >= 0) & (tgt[:, None, :] >= 0)
+        flat = src.clamp(min=0)[:, :, None] * nt + tgt.clamp(min=0)[:, None, :]
+        batches.append((flat, valid))
+    t = torch.full((ns, nt), 1.0 / nt)
+    for _ in range(iterations):
+        counts = torch.zeros(ns * nt)
+        table = t.view(-1)
+        for flat, valid in batches:
+            p = table[flat] * valid
+            post = p / p.sum(dim=1, keepdim=True).clamp(min=1e-30)
+            counts.index_put_((flat[valid],), post[valid], accumulate=True)
+        counts = counts.view(ns, nt)
+        t = counts / counts.sum(dim=1, keepdim=True).clamp(min=1e-30)
+    return t, sources, targets
+
+
+def lexicon_tables(
+    examples: Iterable[tuple[int, list[int], list[int]]],
+    vocab_size: int,
+    k: int = 16,
+    iterations: int = 5,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One IBM Model 1 per target language from `examples` of (target tag id, source ids
+    without tag or end token, target ids with the end token). Returns (tags [L], idx [L, V, k],
+    prob [L, V, k]): for tag tags[l], row x holds the k most probable target subwords of
+    source subword x (row NULL: those of the NULL word); zero probabilities where x never
+    occurs or has fewer than k candidates."""
+    by_tag: dict[int, list[tuple[list[int], list[int]]]] = defaultdict(list)
+    for tag, src, tgt in examples:
+        by_tag[tag].append((src, tgt))
+    if not by_tag:
+        raise ValueError("no training pairs for the lexical prior")
+    tags = sorted(by_tag)
+    k = min(k, vocab_size)
+    idx = torch.zeros(len(tags), vocab_size, k, dtype=torch.int32)
+    prob = torch.zeros(len(tags), vocab_size, k)
+    for n, tag in enumerate(tags):
+        t, sources, targets = ibm1(by_tag[tag], iterations)
+        p, j = t.topk(min(k, len(targets)), dim=1)
+        idx[n, sources, : j.shape[1]] = targets[j].to(torch.int32)
+        prob[n, sources, : j.shape[1]] = p
+    return torch.tensor(tags, dtype=torch.long), idx, prob
+
+
+def source_bias(
+    input_ids: torch.Tensor, row_of_tag: torch.Tensor, idx: torch.Tensor, prob: torch.Tensor
+) -> torch.Tensor:
+    """log(p(y | x) + EPS) for each source row of `input_ids` ([B, S]: target tag, subwords,
+    end token, padding), shape [B, V]; zeros for a row whose tag has no table."""
+    batch, vocab = input_ids.shape[0], row_of_tag.shape[0]
+    rows = row_of_tag[input_ids[:, 0]]
+    has = rows >= 0
+    lang = rows.clamp(min=0)
+    ids = input_ids[:, 1:]
+    content = (ids != PAD) & (ids != EOS)
+    src = ids.masked_fill(~content, NULL)
+    cols = idx[lang[:, None], src].long().flatten(1)  # [B, S*k]
+    vals = (prob[lang[:, None], src] * content[..., None]).flatten(1)
+    dist = torch.zeros(batch, vocab, dtype=prob.dtype, device=prob.device)
+    dist.scatter_add_(1, cols, vals)
+    dist.scatter_add_(1, idx[lang, NULL].long(), prob[lang, NULL])
+    dist = dist / (content.sum(dim=1, keepdim=True) + 1)
+    return torch.log(dist + EPS).masked_fill(~has[:, None], 0.0)
