@@ -72,16 +72,14 @@ def main() -> None:
     directions = tuple(args.directions or DIRECTIONS)
     if args.benchmark == "mafand":  # MAFAND's trained directions, both ways
         directions = tuple(f"{a}-{b}" for a, b in trained_directions(pairs))
+    sets = []
     for d in directions:
         src, _, tgt = d.partition("-")
-        if not oriented(dev, src, tgt):
+        rows = oriented(dev, src, tgt)[: args.sentences]
+        if not rows:
             raise SystemExit(
                 f"--directions {d}: no {args.benchmark} dev sentences in that direction"
             )
-    sets = []
-    for d in directions:
-        src, tgt = d.split("-")
-        rows = oriented(dev, src, tgt)[: args.sentences]
         sets.append(
             (
                 [corpus.nfc(s) for s, _, _ in rows],
