@@ -10,8 +10,9 @@ Each release decodes as its card says (greedy or beam, length floor, repetition 
 unless an option overrides it, in the same 8 directions as `mt_budget.py`; `--benchmark mafand`
 scores the first sentences of MAFAND-MT dev in all 12 of its directions instead (the
 model-selection sentences: no release trains on them, and MAFAND test stays unread). Besides
-chrF++ it prints BLEU, the output/reference length ratio, the teacher-forced dev loss and the
-source gain (see `mt_budget.py`).
+chrF++ it prints BLEU, the output/reference length ratio, the share of the names and numbers
+shared by source and reference that the translation keeps (`scoring.kept_names_numbers`), the
+teacher-forced dev loss and the source gain (see `mt_budget.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from usecases.core.registry import get_usecase
 from usecases.core.stages import load_model
 from usecases.translation import corpus
 from usecases.translation.decode import DecodeOptions, translate_all
+from usecases.translation.scoring import kept_names_numbers
 from usecases.translation.task import oriented, trained_directions
 
 
@@ -105,6 +107,11 @@ def main() -> None:
         scores = [chrf.corpus_score(h, [s[3]]).score for h, s in zip(hyps, sets, strict=True)]
         bleus = [bleu.corpus_score(h, [s[3]]).score for h, s in zip(hyps, sets, strict=True)]
         ratio = sum(len(x) for h in hyps for x in h) / sum(len(r) for s in sets for r in s[3])
+        kept = kept_names_numbers(
+            [x for h in hyps for x in h],
+            [x for s in sets for x in s[0]],
+            [x for s in sets for x in s[3]],
+        )
         own, other = dev_losses(uc, meta, model, dev, args.sentences, directions)
         print(
             f"{release}: "
@@ -117,6 +124,7 @@ def main() -> None:
                 f"{statistics.mean(scores):.2f}",
                 f"{statistics.mean(bleus):.2f}",
                 f"{ratio:.2f}",
+                f"{kept['kept']} of {kept['shared']}",
                 f"{own:.3f}",
                 f"{other - own:.3f}",
                 f"{seconds:.0f}",
@@ -133,6 +141,7 @@ def main() -> None:
         "dev chrF++",
         "dev BLEU",
         "length ratio",
+        "names/numbers kept",
         "dev loss",
         "source gain",
         "s",

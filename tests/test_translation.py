@@ -328,6 +328,19 @@ def test_scores_normalise_unicode_and_baselines_learn_a_glossary():
     assert scoring.signatures()["chrf_pp"].startswith("nrefs:1|")
 
 
+def test_names_and_numbers_kept_count_what_the_translation_copies():
+    src = "Le président Emmanuel Macron est arrivé à Cotonou le 12 mai 2019 avec 1,5 million."
+    assert scoring.names_numbers(src) == {"Emmanuel", "Macron", "Cotonou", "12", "2019", "1,5"}
+    assert scoring.names_numbers("Ɖé Éric wá") == {"Éric"}  # not the first word; any alphabet
+    ref = "Prezidan Emmanuel Macron wá Kutɔnu 12 mai 2019, 1,5 million."
+    # Shared: Emmanuel, Macron, 12, 2019, 1,5 (not Cotonou: the reference writes Kutɔnu).
+    hyp = "Macron wá 2019 mɛ 12."
+    kept = scoring.kept_names_numbers([hyp, "x"], [src, "Rien."], [ref, "Nǔ."])
+    assert kept == {"shared": 5, "kept": 0.6}
+    assert scoring.kept_names_numbers(["x"], ["Rien."], ["Nǔ."]) == {"shared": 0, "kept": None}
+    assert scoring.kept_names_numbers([src], [src], [ref])["kept"] == 1.0
+
+
 def test_test_sets_score_the_same_in_worker_processes():
     refs = ["Ɖé ɔ́ ɖo axì mɛ.", "Vǐ lɛ́ɛ nɔ yì.", "Le marché est ouvert."]
     hyps = ["Ɖé ɔ́ ɖo mɛ.", "Vǐ nɔ yì.", "Le marché est fermé."]
@@ -368,7 +381,7 @@ def test_min_length_bars_the_end_token_per_row():
     assert out[0, EOS + 1] == 0
 
 
-@pytest.mark.parametrize("lexical", [False, True])
+@pytest.mark.parametrize("lexical", ["none", "table", "table+copy"])
 def test_greedy_decoding_chooses_what_transformers_generate_chooses(lexical):
     import torch
     from transformers import LogitsProcessorList
@@ -387,11 +400,15 @@ def test_greedy_decoding_chooses_what_transformers_generate_chooses(lexical):
     # none, so that rows run to the cap, with a strong one.
     for eos_bias, penalty in ((4.0, 1.3), (0.0, 2.0)):
         torch.manual_seed(3)
-        model = pre_nano(vocab_size=40, lexical_prior=lexical).eval()
-        if lexical:
+        model = pre_nano(
+            vocab_size=40, lexical_prior=lexical != "none", copy_prior=lexical == "table+copy"
+        ).eval()
+        if lexical != "none":
             model.set_lexicon(*tables)
             with torch.no_grad():
                 model.lex_gate.fill_(3.0)
+                if lexical == "table+copy":
+                    model.copy_gate.fill_(0.3)
         with torch.no_grad():
             model.final_logits_bias[0, EOS] = eos_bias
         opts = DecodeOptions(length_b=6, min_length=0.5, batch_size=4, repetition_penalty=penalty)
@@ -422,7 +439,7 @@ def test_greedy_decoding_chooses_what_transformers_generate_chooses(lexical):
                 capped += len(row) == max_new + 1
         assert len({len(row) for row in ours}) > 2
         assert (capped > 0) == (eos_bias == 0.0)
-        if lexical:  # the prior changes the choices of the same Transformer weights
+        if lexical != "none":  # the prior changes the choices of the same Transformer weights
             torch.manual_seed(3)
             plain = generate(pre_nano(vocab_size=40).eval(), sources, opts, codec, 0.5, starts)
             assert plain != ours
@@ -616,10 +633,63 @@ def test_ibm1_learns_each_words_translation_per_target_language(tmp_path):
         Translation().init_from_data(cfg, pre_nano(vocab_size=50, lexical_prior=True), train)
     marian = types.SimpleNamespace(
         model=types.SimpleNamespace(name="marian_tiny", dropout=0.1),
-        data=types.SimpleNamespace(lexical_prior=True, vocab_size=50),
+        data=types.SimpleNamespace(lexical_prior=True, copy_prior=False, vocab_size=50),
     )
     with pytest.raises(DataError, match="model 'marian_tiny' has no lexical prior"):
         Translation().build_model(marian, [])
+
+
+def test_copy_prior_offers_the_sources_own_subwords(tmp_path):
+    import torch
+
+    from usecases.core.checkpoint import load_weights, save_weights
+    from usecases.translation.lexicon import EPS, copy_bias, lexicon_tables
+    from usecases.translation.models import encode, pre_nano
+    from usecases.translation.task import Translation
+
+    x = torch.tensor([[3, 11, 12, 11, EOS, PAD], [9, 17, EOS, PAD, PAD, PAD]])
+    bias = copy_bias(x, 40)
+    assert torch.allclose(bias[0, [11, 12]].exp() - EPS, torch.tensor([2 / 3, 1 / 3]))
+    assert torch.allclose(bias[1, 17].exp() - EPS, torch.tensor(1.0))
+    floor = torch.log(torch.tensor(EPS))
+    for row, other in ((0, [3, EOS, PAD, 17]), (1, [9, EOS, PAD, 11])):  # tag, end, padding
+        assert torch.allclose(bias[row, other], floor)
+
+    # In the model: its own learnt weight, the same logits whole or from `encode`, kept in
+    # the release.
+    examples = [(3, [10 + i % 5], [20 + i % 5, EOS]) for i in range(20)]
+    tables = lexicon_tables(examples, 40, k=3)
+    torch.manual_seed(0)
+    model = pre_nano(vocab_size=40, lexical_prior=True, copy_prior=True)
+    model.set_lexicon(*tables)
+    mask = (x != PAD).long()
+    dec = torch.tensor([[3, 21, 11], [9, 17, 5]])
+    out = model(input_ids=x, attention_mask=mask, decoder_input_ids=dec).logits
+    out.logsumexp(-1).sum().backward()
+    assert model.copy_gate.grad != 0
+    with torch.no_grad():
+        stepped = model(
+            encoder_outputs=encode(model, x, mask), attention_mask=mask, decoder_input_ids=dec
+        ).logits
+        assert torch.allclose(out, stepped, atol=1e-5)
+        model.copy_gate.fill_(0.0)  # without the copy term: lower logits for the source's 11
+        without = model(input_ids=x, attention_mask=mask, decoder_input_ids=dec).logits
+        gain = out[0] - without[0]
+        assert torch.allclose(gain[:, 30], floor)  # 30 is not in the source
+        assert (gain[:, 11] - gain[:, 30] > 8).all()  # log(2/3) - log(EPS) = 8.8
+        model.copy_gate.fill_(0.7)
+    save_weights(model.state_dict(), tmp_path / "w.safetensors")
+    again = pre_nano(vocab_size=40, lexical_prior=True, copy_prior=True)
+    again.load_state_dict(load_weights(tmp_path / "w.safetensors"))
+    assert float(again.copy_gate) == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="copy_prior needs lexical_prior"):
+        pre_nano(vocab_size=40, copy_prior=True)
+    cfg = types.SimpleNamespace(
+        model=types.SimpleNamespace(name="pre_nano", dropout=0.0),
+        data=types.SimpleNamespace(lexical_prior=False, copy_prior=True, vocab_size=40),
+    )
+    with pytest.raises(DataError, match="copy_prior=true needs data.lexical_prior"):
+        Translation().build_model(cfg, [])
 
 
 def test_test_sets_translate_the_same_in_worker_processes(tmp_path):

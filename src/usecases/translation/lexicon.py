@@ -39,7 +39,7 @@ def ibm1(
     uniform start, `iterations` EM rounds. Returns (t, sources, targets): t[i, j] is the
     probability that source subword sources[i] translates as targets[j] (each row sums to 1;
     sources[0] is the NULL word), over the subwords that occur only, which keeps the table
-    small. Deterministic: the counts accumulate serially."""
+    small. Deterministic: the counts are summed serially."""
     if not pairs:
         raise ValueError("IBM Model 1 needs at least one training pair")
     if iterations < 1:
@@ -65,16 +65,17 @@ def ibm1(
         valid = (src[:, :, None] >= 0) & (tgt[:, None, :] >= 0)
         flat = src.clamp(min=0)[:, :, None] * nt + tgt.clamp(min=0)[:, None, :]
         batches.append((flat, valid))
+    cells = torch.cat([flat[valid] for flat, valid in batches])
     t = torch.full((ns, nt), 1.0 / nt)
     for _ in range(iterations):
-        counts = torch.zeros(ns * nt)
         table = t.view(-1)
+        posts = []
         for flat, valid in batches:
             p = table[flat] * valid
-            post = p / p.sum(dim=1, keepdim=True).clamp(min=1e-30)
-            counts.index_put_((flat[valid],), post[valid], accumulate=True)
-        counts = counts.view(ns, nt)
-        t = counts / counts.sum(dim=1, keepdim=True).clamp(min=1e-30)
+            posts.append((p / p.sum(dim=1, keepdim=True).clamp(min=1e-30))[valid])
+        # Expected counts: one serial (so deterministic) float64 sum per table cell.
+        counts = torch.bincount(cells, torch.cat(posts), minlength=ns * nt).view(ns, nt)
+        t = (counts / counts.sum(dim=1, keepdim=True).clamp(min=1e-30)).float()
     return t, sources, targets
 
 
@@ -125,3 +126,15 @@ def source_bias(
     dist.scatter_add_(1, idx[lang, NULL].long(), prob[lang, NULL])
     dist = dist / (content.sum(dim=1, keepdim=True) + 1)
     return torch.log(dist + EPS).masked_fill(~has[:, None], 0.0)
+
+
+def copy_bias(input_ids: torch.Tensor, vocab: int) -> torch.Tensor:
+    """log(c(y | x) + EPS) for each source row of `input_ids` ([B, S]: target tag, subwords,
+    end token, padding), shape [B, V], where c(y | x) is the share of the source's subwords
+    that are y: a prior that the translation repeats the source's own subwords (names,
+    numbers, borrowed words), whatever table the target language has."""
+    ids = input_ids[:, 1:]
+    content = ((ids != PAD) & (ids != EOS)).to(torch.float32)
+    dist = torch.zeros(input_ids.shape[0], vocab, device=input_ids.device)
+    dist.scatter_add_(1, ids, content)
+    return torch.log(dist / content.sum(dim=1, keepdim=True).clamp(min=1) + EPS)

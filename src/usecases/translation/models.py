@@ -8,6 +8,7 @@ vocabulary. `hf_seq2seq` wraps any local (or, online, hub) `transformers` seq2se
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -70,15 +71,19 @@ def prenorm(
     dropout: float = 0.1,
     max_positions: int = 512,
     lexical_prior: bool = False,
+    copy_prior: bool = False,
 ) -> Any:
     """The same shapes as `marian`, with pre-layer-norm blocks (mBART's layout): stable at the
     higher learning rates that a short CPU budget needs. With `lexical_prior`, the model adds
     a lexical translation prior to its logits (`LexicalPriorMixin`; its tables are learnt from
-    the training pairs before the first update)."""
+    the training pairs before the first update), and with `copy_prior` too, a prior that the
+    translation repeats the source's own subwords."""
     from transformers import MBartConfig, MBartForConditionalGeneration
 
+    if copy_prior and not lexical_prior:
+        raise ValueError("copy_prior needs lexical_prior")
     shape = _shape(name.replace("pre_", "marian_"), vocab_size, dropout, max_positions)
-    config = MBartConfig(bos_token_id=EOS, **shape)
+    config = MBartConfig(bos_token_id=EOS, copy_prior=copy_prior, **shape)
     return (_lexical_mbart_class() if lexical_prior else MBartForConditionalGeneration)(config)
 
 
@@ -87,13 +92,22 @@ class LexicalPriorMixin:
     an encoder-decoder. The tables are buffers saved with the weights; until `set_lexicon` is
     called they are empty and the model is its base class. The prior is computed from
     `input_ids` when the model encodes, or read from `encoder_outputs["lexical_bias"]` when
-    the caller encoded once (`encode`) and decodes step by step."""
+    the caller encoded once (`encode`) and decodes step by step.
 
-    def _init_lexicon(self, vocab_size: int) -> None:
+    With `config.copy_prior`, a second term with its own learnt weight, `log(c(y | x) + eps)`
+    (c: the share of the source's subwords that are y; `lexicon.copy_bias`), offers the
+    source's own subwords: names and numbers, which a table learnt from a few thousand pairs
+    rarely holds, and which a small model otherwise rewrites."""
+
+    def _init_lexicon(self, config: Any) -> None:
+        vocab_size = config.vocab_size
         self.register_buffer("lex_row", torch.full((vocab_size,), -1, dtype=torch.long))
         self.register_buffer("lex_idx", torch.zeros(0, vocab_size, 1, dtype=torch.int32))
         self.register_buffer("lex_prob", torch.zeros(0, vocab_size, 1))
         self.lex_gate = torch.nn.Parameter(torch.ones(()))
+        self.copy_prior = bool(getattr(config, "copy_prior", False))
+        if self.copy_prior:
+            self.copy_gate = torch.nn.Parameter(torch.ones(()))
 
     def set_lexicon(self, tags: torch.Tensor, idx: torch.Tensor, prob: torch.Tensor) -> None:
         row = torch.full_like(self.lex_row, -1)
@@ -110,28 +124,36 @@ class LexicalPriorMixin:
                 setattr(self, name, torch.empty_like(saved, device=self.lex_row.device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[misc]
 
-    def lexical_bias(self, input_ids: torch.Tensor) -> torch.Tensor | None:
-        from usecases.translation.lexicon import source_bias
+    def lexical_inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The priors of these sources, [B, V] each (none until the tables are set):
+        `"lexical_bias"`, and `"copy_bias"` with the copy prior."""
+        from usecases.translation.lexicon import copy_bias, source_bias
 
         if self.lex_idx.shape[0] == 0:
-            return None
-        return source_bias(input_ids, self.lex_row, self.lex_idx, self.lex_prob)
+            return {}
+        out = {"lexical_bias": source_bias(input_ids, self.lex_row, self.lex_idx, self.lex_prob)}
+        if self.copy_prior:
+            out["copy_bias"] = copy_bias(input_ids, self.lex_row.shape[0])
+        return out
 
     def forward(self, input_ids=None, encoder_outputs=None, **kwargs):  # type: ignore[no-untyped-def]
         out = super().forward(  # type: ignore[misc]
             input_ids=input_ids, encoder_outputs=encoder_outputs, **kwargs
         )
         if input_ids is not None:
-            bias = self.lexical_bias(input_ids)
+            prior = self.lexical_inputs(input_ids)
         else:
-            bias = None if encoder_outputs is None else encoder_outputs.get("lexical_bias")
-            if bias is None and self.lex_idx.shape[0]:
+            prior = {} if encoder_outputs is None else encoder_outputs
+            if "lexical_bias" not in prior and self.lex_idx.shape[0]:
                 raise ValueError(
                     "this model's lexical prior needs the source: pass input_ids, or encoder "
                     "outputs from usecases.translation.models.encode"
                 )
-        if bias is not None:
-            out.logits = out.logits + self.lex_gate * bias[:, None, :]
+        if "lexical_bias" in prior:
+            bias = self.lex_gate * prior["lexical_bias"]
+            if self.copy_prior:
+                bias = bias + self.copy_gate * prior["copy_bias"]
+            out.logits = out.logits + bias[:, None, :]
         return out
 
     def _prepare_text_encoder_decoder_kwargs_for_generation(  # type: ignore[no-untyped-def]
@@ -142,19 +164,18 @@ class LexicalPriorMixin:
         out = super()._prepare_text_encoder_decoder_kwargs_for_generation(  # type: ignore[misc]
             inputs_tensor, model_kwargs, *args, **kwargs
         )
-        bias = self.lexical_bias(inputs_tensor)
-        if bias is not None:
-            out["encoder_outputs"]["lexical_bias"] = bias
+        for key, value in self.lexical_inputs(inputs_tensor).items():
+            out["encoder_outputs"][key] = value
         return out
 
 
 def encode(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
-    """The encoder's output for a decoding loop, with the lexical prior of each source row
-    (`"lexical_bias"`) for a model that has one."""
+    """The encoder's output for a decoding loop, with the priors of each source row
+    (`"lexical_bias"`, `"copy_bias"`) for a model that has them."""
     out = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
-    bias = model.lexical_bias(input_ids) if isinstance(model, LexicalPriorMixin) else None
-    if bias is not None:
-        out["lexical_bias"] = bias
+    if isinstance(model, LexicalPriorMixin):
+        for key, value in model.lexical_inputs(input_ids).items():
+            out[key] = value
     return out
 
 
@@ -164,11 +185,14 @@ def pre_nano(
     vocab_size: int = 8000,
     dropout: float = 0.0,
     lexical_prior: bool = False,
+    copy_prior: bool = False,
     **_: Any,
 ):
     """Pre-layer-norm Transformer 3+3 layers, d=128 (about 2.5 M parameters): on a CPU budget of
     minutes it makes about 1.6x the updates of `pre_tiny` and learns more from them."""
-    return prenorm("pre_nano", vocab_size, dropout, lexical_prior=lexical_prior)
+    return prenorm(
+        "pre_nano", vocab_size, dropout, lexical_prior=lexical_prior, copy_prior=copy_prior
+    )
 
 
 @register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
@@ -177,10 +201,13 @@ def pre_tiny(
     vocab_size: int = 8000,
     dropout: float = 0.1,
     lexical_prior: bool = False,
+    copy_prior: bool = False,
     **_: Any,
 ):
     """Pre-layer-norm Transformer 3+3 layers, d=256 (mBART block layout, about 7.8 M parameters)."""
-    return prenorm("pre_tiny", vocab_size, dropout, lexical_prior=lexical_prior)
+    return prenorm(
+        "pre_tiny", vocab_size, dropout, lexical_prior=lexical_prior, copy_prior=copy_prior
+    )
 
 
 @register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
@@ -189,11 +216,14 @@ def pre_deep_shallow(
     vocab_size: int = 8000,
     dropout: float = 0.1,
     lexical_prior: bool = False,
+    copy_prior: bool = False,
     **_: Any,
 ):
     """Pre-layer-norm Transformer, 6 encoder layers and 1 decoder layer, d=256 (8.1 M
     parameters): each decoding step runs one layer instead of three."""
-    return prenorm("pre_deep_shallow", vocab_size, dropout, lexical_prior=lexical_prior)
+    return prenorm(
+        "pre_deep_shallow", vocab_size, dropout, lexical_prior=lexical_prior, copy_prior=copy_prior
+    )
 
 
 @register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
@@ -202,12 +232,15 @@ def pre_nano_ds(
     vocab_size: int = 8000,
     dropout: float = 0.0,
     lexical_prior: bool = False,
+    copy_prior: bool = False,
     **_: Any,
 ):
     """`pre_nano`'s width (d=128) with 6 encoder layers and 1 decoder layer (about 2.6 M
     parameters): a weaker language model in the decoder, and one decoder layer per decoding step
     instead of three."""
-    return prenorm("pre_nano_ds", vocab_size, dropout, lexical_prior=lexical_prior)
+    return prenorm(
+        "pre_nano_ds", vocab_size, dropout, lexical_prior=lexical_prior, copy_prior=copy_prior
+    )
 
 
 @register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
@@ -292,16 +325,11 @@ def init_embeddings_from_pairs(model: torch.nn.Module, docs: list[list[int]], se
     return int(seen.sum())
 
 
-_LEXICAL_MBART: type | None = None
-
-
+@functools.cache
 def _lexical_mbart_class() -> type:
     """`MBartForConditionalGeneration` with the lexical prior, built on first use (importing
     `transformers` is slow) and published as this module's `LexicalMBart`, so that a model
     pickles for the worker processes that decode test sets."""
-    global _LEXICAL_MBART
-    if _LEXICAL_MBART is not None:
-        return _LEXICAL_MBART
     from transformers import MBartForConditionalGeneration
 
     class LexicalMBart(LexicalPriorMixin, MBartForConditionalGeneration):
@@ -309,11 +337,10 @@ def _lexical_mbart_class() -> type:
 
         def __init__(self, config: Any) -> None:
             super().__init__(config)
-            self._init_lexicon(config.vocab_size)
+            self._init_lexicon(config)
 
     LexicalMBart.__module__ = __name__
     LexicalMBart.__qualname__ = "LexicalMBart"
-    _LEXICAL_MBART = LexicalMBart
     return LexicalMBart
 
 

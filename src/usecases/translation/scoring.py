@@ -8,6 +8,7 @@ and NFD); references are otherwise used exactly as published.
 from __future__ import annotations
 
 import csv
+import re
 import statistics
 import time
 from collections import defaultdict
@@ -52,6 +53,29 @@ def sentence_chrf(hyp: str, ref: str) -> float:
     return CHRF(word_order=2).sentence_score(nfc(hyp), [nfc(ref)]).score
 
 
+_TOKEN = re.compile(r"\w+(?:[.,:]\d+)*")
+
+
+def names_numbers(text: str) -> set[str]:
+    """The numbers of `text` (NFC) and its capitalised words of 3 or more letters after the
+    first word: mostly names."""
+    words = _TOKEN.findall(nfc(text))
+    numbers = {w for w in words if w[0].isdigit() and w[-1].isdigit()}
+    return numbers | {w for w in words[1:] if len(w) >= 3 and w.isalpha() and w[0].isupper()}
+
+
+def kept_names_numbers(hyps: list[str], srcs: list[str], refs: list[str]) -> dict[str, Any]:
+    """Of the names and numbers that a source and its reference share (written the same in
+    both), the share that the translation writes too (anywhere, as a whole word): what a
+    translation should copy, and the copy-the-source baseline keeps them all."""
+    shared = kept = 0
+    for h, s, r in zip(hyps, srcs, refs, strict=True):
+        both = names_numbers(s) & names_numbers(r)
+        shared += len(both)
+        kept += len(both & set(_TOKEN.findall(nfc(h))))
+    return {"shared": shared, "kept": round(kept / shared, 3) if shared else None}
+
+
 def score_set(job: tuple) -> tuple[dict[str, Any], list[str]]:
     """One test set: the model's scores, the copy-the-source and glossary baselines', the
     cleaned-reference score where `cleaned` references are given, and each sentence's chrF++
@@ -59,6 +83,7 @@ def score_set(job: tuple) -> tuple[dict[str, Any], list[str]]:
     references or None)."""
     hyps, srcs, refs, drafts, cleaned = job
     entry = score(hyps, refs)
+    entry["names_numbers"] = kept_names_numbers(hyps, srcs, refs)
     entry["baselines"] = {
         "copy_source": score(srcs, refs, brief=True),
         "glossary": score(drafts, refs, brief=True),
@@ -134,6 +159,11 @@ def summarise(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         ),
         "mafand_glossary_chrf_pp_mean": _mean(
             [v["baselines"]["glossary"]["chrf_pp"] for v in mafand.values()]
+        ),
+        # Names and numbers that source and reference share, kept by the translation (FLORES,
+        # trained directions; see kept_names_numbers).
+        "flores_names_numbers_kept": _mean(
+            [v["names_numbers"]["kept"] for v in trained if v.get("names_numbers", {}).get("kept")]
         ),
     }
     summary["flores"] = flores

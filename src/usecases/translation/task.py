@@ -95,6 +95,9 @@ class MTDataConfig(DataConfig):
     lexical_prior: bool = False
     lexicon_k: int = 16
     lexicon_iterations: int = 5
+    # With the prior, a second term with its own learnt weight that offers the source's own
+    # subwords (names, numbers): see LexicalPriorMixin.
+    copy_prior: bool = False
     # Processes that share the test sets when scoring, one thread each (0 = one per thread
     # torch uses, for 2,000 sentences or more). Each test set decodes whole in the same batches.
     eval_workers: int = 0
@@ -286,6 +289,8 @@ class Translation(UseCase):
                 vocab_size=self._hf_vocab(cfg, labels),
             )
         d = _d(cfg)
+        if d.copy_prior and not d.lexical_prior:
+            raise DataError("data.copy_prior=true needs data.lexical_prior=true")
         if not d.lexical_prior:
             return create_model(cfg.model.name, vocab_size=d.vocab_size, dropout=cfg.model.dropout)
         if not cfg.model.name.startswith("pre_"):
@@ -294,7 +299,11 @@ class Translation(UseCase):
                 f"pre_deep_shallow, pre_nano_ds); model {cfg.model.name!r} has no lexical prior"
             )
         return create_model(
-            cfg.model.name, vocab_size=d.vocab_size, dropout=cfg.model.dropout, lexical_prior=True
+            cfg.model.name,
+            vocab_size=d.vocab_size,
+            dropout=cfg.model.dropout,
+            lexical_prior=True,
+            copy_prior=d.copy_prior,
         )
 
     def init_from_data(self, cfg: Config, model: nn.Module, train) -> dict[str, Any]:
