@@ -407,8 +407,9 @@ def test_greedy_decoding_chooses_what_transformers_generate_chooses(lexical):
             model.set_lexicon(*tables)
             with torch.no_grad():
                 model.lex_gate.fill_(3.0)
-                if lexical == "table+copy":
+                if lexical == "table+copy":  # every word after the first is a name
                     model.copy_gate.fill_(0.3)
+                    model.copy_flags.fill_(3)
         with torch.no_grad():
             model.final_logits_bias[0, EOS] = eos_bias
         opts = DecodeOptions(length_b=6, min_length=0.5, batch_size=4, repetition_penalty=penalty)
@@ -639,22 +640,25 @@ def test_ibm1_learns_each_words_translation_per_target_language(tmp_path):
         Translation().build_model(marian, [])
 
 
-def test_copy_prior_offers_the_sources_own_subwords(tmp_path):
+def test_copy_prior_offers_the_sources_names_and_numbers(tmp_path):
     import torch
 
     from usecases.core.checkpoint import load_weights, save_weights
-    from usecases.translation.lexicon import EPS, copy_bias, lexicon_tables
+    from usecases.translation.lexicon import EPS, copy_bias, copy_flags, lexicon_tables
     from usecases.translation.models import encode, pre_nano
     from usecases.translation.task import Translation
 
-    x = torch.tensor([[3, 11, 12, 11, EOS, PAD], [9, 17, EOS, PAD, PAD, PAD]])
-    bias = copy_bias(x, 40)
-    assert torch.allclose(bias[0, [11, 12]].exp() - EPS, torch.tensor([2 / 3, 1 / 3]))
-    assert torch.allclose(bias[1, 17].exp() - EPS, torch.tensor(1.0))
+    pieces = [f"▁w{i}" for i in range(40)]
+    pieces[11:18] = ["▁Kofi", "ta", "▁7", "▁Ada", "▁la", "▁", "x9"]
+    flags = copy_flags(pieces)
+    assert flags[11:18].tolist() == [3, 0, 5, 3, 1, 0, 4]  # word start 1, capital 2, digit 4
+    # "Ada la Kofita 7": the first word's capital says nothing; Kofi+ta and 7 are copyable.
+    x = torch.tensor([[3, 14, 15, 11, 12, 13, EOS, PAD], [9, 14, 15, EOS, PAD, PAD, PAD, PAD]])
+    bias = copy_bias(x, flags)
+    assert torch.allclose(bias[0, [11, 12, 13]].exp() - EPS, torch.tensor([1 / 3] * 3))
     floor = torch.log(torch.tensor(EPS))
-    for row, other in ((0, [3, EOS, PAD, 17]), (1, [9, EOS, PAD, 11])):  # tag, end, padding
-        assert torch.allclose(bias[row, other], floor)
-
+    assert torch.allclose(bias[0, [3, 14, 15, EOS, PAD]], floor)  # tag, first word, "la", ...
+    assert torch.allclose(bias[1], floor)  # nothing to copy: a constant
     # In the model: its own learnt weight, the same logits whole or from `encode`, kept in
     # the release.
     examples = [(3, [10 + i % 5], [20 + i % 5, EOS]) for i in range(20)]
@@ -662,6 +666,8 @@ def test_copy_prior_offers_the_sources_own_subwords(tmp_path):
     torch.manual_seed(0)
     model = pre_nano(vocab_size=40, lexical_prior=True, copy_prior=True)
     model.set_lexicon(*tables)
+    assert not model.copy_flags.any()  # nothing to copy until the vocabulary's flags are set
+    model.copy_flags = flags
     mask = (x != PAD).long()
     dec = torch.tensor([[3, 21, 11], [9, 17, 5]])
     out = model(input_ids=x, attention_mask=mask, decoder_input_ids=dec).logits
@@ -672,16 +678,17 @@ def test_copy_prior_offers_the_sources_own_subwords(tmp_path):
             encoder_outputs=encode(model, x, mask), attention_mask=mask, decoder_input_ids=dec
         ).logits
         assert torch.allclose(out, stepped, atol=1e-5)
-        model.copy_gate.fill_(0.0)  # without the copy term: lower logits for the source's 11
+        model.copy_gate.fill_(0.0)  # without the copy term: lower logits for the name's 11
         without = model(input_ids=x, attention_mask=mask, decoder_input_ids=dec).logits
         gain = out[0] - without[0]
         assert torch.allclose(gain[:, 30], floor)  # 30 is not in the source
-        assert (gain[:, 11] - gain[:, 30] > 8).all()  # log(2/3) - log(EPS) = 8.8
+        assert (gain[:, 11] - gain[:, 30] > 8).all()  # log(1/3) - log(EPS) = 8.1
         model.copy_gate.fill_(0.7)
     save_weights(model.state_dict(), tmp_path / "w.safetensors")
     again = pre_nano(vocab_size=40, lexical_prior=True, copy_prior=True)
     again.load_state_dict(load_weights(tmp_path / "w.safetensors"))
     assert float(again.copy_gate) == pytest.approx(0.7)
+    assert torch.equal(again.copy_flags, flags)
     with pytest.raises(ValueError, match="copy_prior needs lexical_prior"):
         pre_nano(vocab_size=40, copy_prior=True)
     cfg = types.SimpleNamespace(

@@ -128,13 +128,42 @@ def source_bias(
     return torch.log(dist + EPS).masked_fill(~has[:, None], 0.0)
 
 
-def copy_bias(input_ids: torch.Tensor, vocab: int) -> torch.Tensor:
+# Bits of `copy_flags`: a piece that starts a word, one that starts it with a capital letter,
+# one that holds a digit.
+WORD_START, CAPITAL, DIGIT = 1, 2, 4
+
+
+def copy_flags(pieces: list[str]) -> torch.Tensor:
+    """Per vocabulary entry (SentencePiece pieces, "▁" opening a word), the bits WORD_START,
+    CAPITAL and DIGIT that `copy_bias` reads, shape [V], int8."""
+    flags = torch.zeros(len(pieces), dtype=torch.int8)
+    for i, piece in enumerate(pieces):
+        body = piece.removeprefix("▁")
+        start = piece.startswith("▁") and bool(body)
+        flags[i] = (
+            start * WORD_START
+            + (start and body[0].isupper()) * CAPITAL
+            + any(c.isdigit() for c in body) * DIGIT
+        )
+    return flags
+
+
+def copy_bias(input_ids: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
     """log(c(y | x) + EPS) for each source row of `input_ids` ([B, S]: target tag, subwords,
-    end token, padding), shape [B, V], where c(y | x) is the share of the source's subwords
-    that are y: a prior that the translation repeats the source's own subwords (names,
-    numbers, borrowed words), whatever table the target language has."""
+    end token, padding), shape [B, V], where c(y | x) is the share of the source's copyable
+    subwords that are y: the pieces of its numbers and of its capitalised words after the
+    first (mostly names), which a translation writes as they are and a table learnt from a few
+    thousand pairs rarely holds. `flags` are the vocabulary's `copy_flags`; a source with
+    nothing to copy gets a constant, which changes no prediction."""
     ids = input_ids[:, 1:]
-    content = ((ids != PAD) & (ids != EOS)).to(torch.float32)
-    dist = torch.zeros(input_ids.shape[0], vocab, device=input_ids.device)
-    dist.scatter_add_(1, ids, content)
-    return torch.log(dist / content.sum(dim=1, keepdim=True).clamp(min=1) + EPS)
+    content = (ids != PAD) & (ids != EOS)
+    bits = flags[ids].long()
+    start = (bits & WORD_START).bool() & content
+    position = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+    head = torch.where(start, position, 0).cummax(dim=1).values  # each piece's word start
+    later_word = start.long().cumsum(dim=1) >= 2
+    capital = (bits.gather(1, head) & CAPITAL).bool() & later_word
+    copy = (content & (capital | (bits & DIGIT).bool())).to(torch.float32)
+    dist = torch.zeros(input_ids.shape[0], flags.shape[0], device=input_ids.device)
+    dist.scatter_add_(1, ids, copy)
+    return torch.log(dist / copy.sum(dim=1, keepdim=True).clamp(min=1) + EPS)

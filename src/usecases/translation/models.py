@@ -95,9 +95,10 @@ class LexicalPriorMixin:
     the caller encoded once (`encode`) and decodes step by step.
 
     With `config.copy_prior`, a second term with its own learnt weight, `log(c(y | x) + eps)`
-    (c: the share of the source's subwords that are y; `lexicon.copy_bias`), offers the
-    source's own subwords: names and numbers, which a table learnt from a few thousand pairs
-    rarely holds, and which a small model otherwise rewrites."""
+    (c: the share of the source's name and number subwords that are y; `lexicon.copy_bias`,
+    with the vocabulary's `copy_flags` in a buffer), offers the source's names and numbers as
+    they are: a table learnt from a few thousand pairs rarely holds them, and a small model
+    otherwise rewrites them."""
 
     def _init_lexicon(self, config: Any) -> None:
         vocab_size = config.vocab_size
@@ -108,6 +109,8 @@ class LexicalPriorMixin:
         self.copy_prior = bool(getattr(config, "copy_prior", False))
         if self.copy_prior:
             self.copy_gate = torch.nn.Parameter(torch.ones(()))
+            # lexicon.copy_flags of the vocabulary (zeros until set: nothing to copy)
+            self.register_buffer("copy_flags", torch.zeros(vocab_size, dtype=torch.int8))
 
     def set_lexicon(self, tags: torch.Tensor, idx: torch.Tensor, prob: torch.Tensor) -> None:
         row = torch.full_like(self.lex_row, -1)
@@ -133,7 +136,7 @@ class LexicalPriorMixin:
             return {}
         out = {"lexical_bias": source_bias(input_ids, self.lex_row, self.lex_idx, self.lex_prob)}
         if self.copy_prior:
-            out["copy_bias"] = copy_bias(input_ids, self.lex_row.shape[0])
+            out["copy_bias"] = copy_bias(input_ids, self.copy_flags)
         return out
 
     def forward(self, input_ids=None, encoder_outputs=None, **kwargs):  # type: ignore[no-untyped-def]

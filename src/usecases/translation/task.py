@@ -45,7 +45,7 @@ from usecases.translation.decode import (
     worker_count,
 )
 from usecases.translation.glossary import Glossary
-from usecases.translation.lexicon import lexicon_tables
+from usecases.translation.lexicon import copy_flags, lexicon_tables
 from usecases.translation.models import LexicalPriorMixin, init_embeddings_from_pairs
 from usecases.translation.vocab import Codec, HFCodec, Vocab, train_spm
 
@@ -95,8 +95,8 @@ class MTDataConfig(DataConfig):
     lexical_prior: bool = False
     lexicon_k: int = 16
     lexicon_iterations: int = 5
-    # With the prior, a second term with its own learnt weight that offers the source's own
-    # subwords (names, numbers): see LexicalPriorMixin.
+    # With the prior, a second term with its own learnt weight that offers the source's names
+    # and numbers as they are (lexicon.copy_bias).
     copy_prior: bool = False
     # Processes that share the test sets when scoring, one thread each (0 = one per thread
     # torch uses, for 2,000 sentences or more). Each test set decodes whole in the same batches.
@@ -329,6 +329,10 @@ class Translation(UseCase):
                 examples, vocab_size, d.lexicon_k, d.lexicon_iterations
             )
             model.set_lexicon(tags, idx, prob)
+            if model.copy_prior:
+                vocab = Vocab(self.processed_dir(cfg) / SPM_FILE)
+                pieces = [vocab.sp.id_to_piece(i) for i in range(len(vocab))]
+                model.copy_flags = copy_flags(pieces).to(model.copy_flags.device)
             facts.update(
                 lexicon_languages=len(tags),
                 lexicon_seconds=round(time.perf_counter() - t0, 1),
