@@ -77,7 +77,7 @@ def prenorm(
     higher learning rates that a short CPU budget needs. With `lexical_prior`, the model adds
     a lexical translation prior to its logits (`LexicalPriorMixin`; its tables are learnt from
     the training pairs before the first update), and with `copy_prior` too, a prior that the
-    translation repeats the source's own subwords."""
+    translation writes the source's names and numbers as they are."""
     from transformers import MBartConfig, MBartForConditionalGeneration
 
     if copy_prior and not lexical_prior:
