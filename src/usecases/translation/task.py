@@ -332,7 +332,9 @@ class Translation(UseCase):
             if model.copy_prior:
                 vocab = Vocab(self.processed_dir(cfg) / SPM_FILE)
                 pieces = [vocab.sp.id_to_piece(i) for i in range(len(vocab))]
-                model.copy_flags = copy_flags(pieces).to(model.copy_flags.device)
+                # The model's rows past the vocabulary's pieces (data.vocab_size can exceed
+                # what SentencePiece makes of a small corpus) have nothing to copy.
+                model.copy_flags[: len(pieces)] = copy_flags(pieces).to(model.copy_flags.device)
             facts.update(
                 lexicon_languages=len(tags),
                 lexicon_seconds=round(time.perf_counter() - t0, 1),
