@@ -339,6 +339,17 @@ def test_names_and_numbers_kept_count_what_the_translation_copies():
     assert kept == {"shared": 5, "kept": 0.6}
     assert scoring.kept_names_numbers(["x"], ["Rien."], ["Nǔ."]) == {"shared": 0, "kept": None}
     assert scoring.kept_names_numbers([src], [src], [ref])["kept"] == 1.0
+    # The FLORES mean counts a direction that keeps none, and skips one with none to keep.
+    base = {"chrf_pp": 1.0, "copy_source": {"chrf_pp": 1.0}, "glossary": {"chrf_pp": 1.0}}
+    flores = {
+        d: {"zero_shot": False, "chrf_pp": 1.0, "baselines": base, "names_numbers": nn}
+        for d, nn in (
+            ("fra-fon", {"shared": 4, "kept": 0.0}),
+            ("fra-wol", {"shared": 2, "kept": 0.5}),
+            ("fra-ewe", {"shared": 0, "kept": None}),
+        )
+    }
+    assert scoring.summarise({"flores": flores})["flores_names_numbers_kept"] == 0.25
 
 
 def test_test_sets_score_the_same_in_worker_processes():

@@ -163,7 +163,11 @@ def summarise(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         # Names and numbers that source and reference share, kept by the translation (FLORES,
         # trained directions; see kept_names_numbers).
         "flores_names_numbers_kept": _mean(
-            [v["names_numbers"]["kept"] for v in trained if v.get("names_numbers", {}).get("kept")]
+            [
+                v["names_numbers"]["kept"]
+                for v in trained
+                if v.get("names_numbers", {}).get("kept") is not None
+            ]
         ),
     }
     summary["flores"] = flores
