@@ -392,7 +392,7 @@ def test_min_length_bars_the_end_token_per_row():
     assert out[0, EOS + 1] == 0
 
 
-@pytest.mark.parametrize("lexical", ["none", "table", "table+copy"])
+@pytest.mark.parametrize("lexical", ["none", "table", "table+copy", "table+pointer"])
 def test_greedy_decoding_chooses_what_transformers_generate_chooses(lexical):
     import torch
     from transformers import LogitsProcessorList
@@ -412,7 +412,10 @@ def test_greedy_decoding_chooses_what_transformers_generate_chooses(lexical):
     for eos_bias, penalty in ((4.0, 1.3), (0.0, 2.0)):
         torch.manual_seed(3)
         model = pre_nano(
-            vocab_size=40, lexical_prior=lexical != "none", copy_prior=lexical == "table+copy"
+            vocab_size=40,
+            lexical_prior=lexical != "none",
+            copy_prior=lexical == "table+copy",
+            copy_pointer=lexical == "table+pointer",
         ).eval()
         if lexical != "none":
             model.set_lexicon(*tables)
@@ -420,6 +423,9 @@ def test_greedy_decoding_chooses_what_transformers_generate_chooses(lexical):
                 model.lex_gate.fill_(3.0)
                 if lexical == "table+copy":  # every word after the first is a name
                     model.copy_gate.fill_(0.3)
+                    model.copy_flags.fill_(3)
+                if lexical == "table+pointer":  # the same, offered position by position
+                    model.pointer_gate.fill_(0.3)
                     model.copy_flags.fill_(3)
         with torch.no_grad():
             model.final_logits_bias[0, EOS] = eos_bias
@@ -645,7 +651,9 @@ def test_ibm1_learns_each_words_translation_per_target_language(tmp_path):
         Translation().init_from_data(cfg, pre_nano(vocab_size=50, lexical_prior=True), train)
     marian = types.SimpleNamespace(
         model=types.SimpleNamespace(name="marian_tiny", dropout=0.1),
-        data=types.SimpleNamespace(lexical_prior=True, copy_prior=False, vocab_size=50),
+        data=types.SimpleNamespace(
+            lexical_prior=True, copy_prior=False, copy_pointer=False, vocab_size=50
+        ),
     )
     with pytest.raises(DataError, match="model 'marian_tiny' has no lexical prior"):
         Translation().build_model(marian, [])
@@ -700,13 +708,88 @@ def test_copy_prior_offers_the_sources_names_and_numbers(tmp_path):
     again.load_state_dict(load_weights(tmp_path / "w.safetensors"))
     assert float(again.copy_gate) == pytest.approx(0.7)
     assert torch.equal(again.copy_flags, flags)
-    with pytest.raises(ValueError, match="copy_prior needs lexical_prior"):
+    with pytest.raises(ValueError, match="copy_prior and copy_pointer need lexical_prior"):
         pre_nano(vocab_size=40, copy_prior=True)
     cfg = types.SimpleNamespace(
         model=types.SimpleNamespace(name="pre_nano", dropout=0.0),
-        data=types.SimpleNamespace(lexical_prior=False, copy_prior=True, vocab_size=40),
+        data=types.SimpleNamespace(
+            lexical_prior=False, copy_prior=True, copy_pointer=False, vocab_size=40
+        ),
     )
     with pytest.raises(DataError, match="copy_prior=true needs data.lexical_prior"):
+        Translation().build_model(cfg, [])
+
+
+def test_copy_pointer_offers_the_source_name_it_points_at(tmp_path):
+    import pickle
+
+    import torch
+
+    from usecases.core.checkpoint import load_weights, save_weights
+    from usecases.translation.lexicon import EPS, copy_flags, lexicon_tables, pointer_inputs
+    from usecases.translation.models import encode, pre_nano
+    from usecases.translation.task import Translation
+
+    pieces = [f"▁w{i}" for i in range(40)]
+    pieces[11:18] = ["▁Kofi", "ta", "▁7", "▁Ada", "▁la", "▁", "x9"]
+    flags = copy_flags(pieces)
+    # "Ada la Kofita 7 Kofita": Kofi+ta twice, 7 once; the second Kofita's pieces repeat.
+    x = torch.tensor([[3, 14, 15, 11, 12, 13, 11, 12, EOS], [9, 14, 15, EOS] + [PAD] * 5])
+    inputs = pointer_inputs(x, flags)
+    assert inputs["pointer_mask"][0].tolist() == [0, 0, 1, 1, 1, 1, 1, 0]
+    assert not inputs["pointer_mask"][1].any()  # nothing to copy
+    assert inputs["pointer_first"][0].tolist() == [0, 0, 1, 1, 1, 0, 0, 0]
+    same = inputs["pointer_same"][0]
+    assert same[2].tolist() == [0, 0, 1, 0, 0, 1, 0, 0]  # 11 at positions 2 and 5
+    assert same.sum() == 2 * 2 + 2 * 2 + 1
+    examples = [(3, [10 + i % 5], [20 + i % 5, EOS]) for i in range(20)]
+    torch.manual_seed(0)
+    model = pre_nano(vocab_size=40, lexical_prior=True, copy_pointer=True)
+    model.set_lexicon(*lexicon_tables(examples, 40, k=3))
+    model.copy_flags = flags
+    mask = (x != PAD).long()
+    dec = torch.tensor([[3, 21, 11, 12], [9, 17, 5, 6]])
+    out = model(input_ids=x, attention_mask=mask, decoder_input_ids=dec).logits
+    out.logsumexp(-1).sum().backward()
+    for param in (model.pointer_gate, model.pointer_query.weight, model.pointer_null):
+        assert param.grad.abs().sum() > 0
+    with torch.no_grad():
+        stepped = model(
+            encoder_outputs=encode(model, x, mask), attention_mask=mask, decoder_input_ids=dec
+        ).logits
+        assert torch.allclose(out, stepped, atol=1e-5)
+        model.pointer_gate.fill_(0.0)
+        gain = out - model(input_ids=x, attention_mask=mask, decoder_input_ids=dec).logits
+        others = torch.ones(40, dtype=torch.bool)
+        others[[11, 12, 13]] = False
+        assert (gain[0][:, [11, 12, 13]] > 1).all()  # each copyable subword, once
+        assert torch.equal(gain[0][:, others], torch.zeros_like(gain[0][:, others]))
+        assert torch.equal(gain[1], torch.zeros_like(gain[1]))  # nothing to copy
+        # With a zero query every slot scores alike: "copy nothing" and the 5 copyable
+        # positions get 1/6 each, so 11 and 12 (two positions each) 2/6 and 13 1/6.
+        base = model(input_ids=x, attention_mask=mask, decoder_input_ids=dec).logits
+        model.pointer_query.weight.zero_()
+        model.pointer_gate.fill_(0.7)
+        flat = model(input_ids=x, attention_mask=mask, decoder_input_ids=dec).logits - base
+        expect = 0.7 * torch.log1p(torch.tensor([2 / 6, 2 / 6, 1 / 6]) / EPS)
+        assert torch.allclose(flat[0][:, [11, 12, 13]], expect.expand(4, 3), atol=1e-4)
+    save_weights(model.state_dict(), tmp_path / "w.safetensors")
+    again = pre_nano(vocab_size=40, lexical_prior=True, copy_pointer=True)
+    again.load_state_dict(load_weights(tmp_path / "w.safetensors"))
+    assert float(again.pointer_gate) == pytest.approx(0.7)
+    assert torch.equal(again.copy_flags, flags)
+    shipped = pickle.loads(pickle.dumps(model))  # as the worker processes that score receive it
+    with torch.no_grad():
+        mine = model(input_ids=x, attention_mask=mask, decoder_input_ids=dec).logits
+        theirs = shipped(input_ids=x, attention_mask=mask, decoder_input_ids=dec).logits
+    assert torch.equal(mine, theirs)
+    cfg = types.SimpleNamespace(
+        model=types.SimpleNamespace(name="pre_nano", dropout=0.0),
+        data=types.SimpleNamespace(
+            lexical_prior=False, copy_prior=False, copy_pointer=True, vocab_size=40
+        ),
+    )
+    with pytest.raises(DataError, match="copy_pointer=true needs data.lexical_prior"):
         Translation().build_model(cfg, [])
 
 

@@ -148,13 +148,12 @@ def copy_flags(pieces: list[str]) -> torch.Tensor:
     return flags
 
 
-def copy_bias(input_ids: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
-    """log(c(y | x) + EPS) for each source row of `input_ids` ([B, S]: target tag, subwords,
-    end token, padding), shape [B, V], where c(y | x) is the share of the source's copyable
-    subwords that are y: the pieces of its numbers and of its capitalised words after the
-    first (mostly names), which a translation writes as they are and a table learnt from a few
-    thousand pairs rarely holds. `flags` are the vocabulary's `copy_flags`; a source with
-    nothing to copy gets a constant, which changes no prediction."""
+def copyable(input_ids: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
+    """Which subwords of each source row of `input_ids` ([B, S]: target tag, subwords, end
+    token, padding) a translation should write as they are, shape [B, S - 1] (the tag left
+    out): the pieces of its numbers and of its capitalised words after the first (mostly
+    names), which a table learnt from a few thousand pairs rarely holds. `flags` are the
+    vocabulary's `copy_flags`."""
     ids = input_ids[:, 1:]
     content = (ids != PAD) & (ids != EOS)
     bits = flags[ids].long()
@@ -163,7 +162,36 @@ def copy_bias(input_ids: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
     head = torch.where(start, position, 0).cummax(dim=1).values  # each piece's word start
     later_word = start.long().cumsum(dim=1) >= 2
     capital = (bits.gather(1, head) & CAPITAL).bool() & later_word
-    copy = (content & (capital | (bits & DIGIT).bool())).to(torch.float32)
+    return content & (capital | (bits & DIGIT).bool())
+
+
+def copy_bias(input_ids: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
+    """log(c(y | x) + EPS) for each source row of `input_ids` ([B, S]: target tag, subwords,
+    end token, padding), shape [B, V], where c(y | x) is the share of the source's `copyable`
+    subwords that are y. A source with nothing to copy gets a constant, which changes no
+    prediction."""
+    ids = input_ids[:, 1:]
+    copy = copyable(input_ids, flags).to(torch.float32)
     dist = torch.zeros(input_ids.shape[0], flags.shape[0], device=input_ids.device)
     dist.scatter_add_(1, ids, copy)
     return torch.log(dist / copy.sum(dim=1, keepdim=True).clamp(min=1) + EPS)
+
+
+def pointer_inputs(input_ids: torch.Tensor, flags: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What the copy pointer (`models.LexicalPriorMixin`) needs of each source row of
+    `input_ids` ([B, S]), computed once per source, all over its positions 1..S-1 (the tag
+    left out): `"pointer_ids"` [B, S-1], the subwords; `"pointer_mask"` [B, S-1], the
+    `copyable` ones, which the pointer may attend to; `"pointer_same"` [B, S-1, S-1], 1 where
+    two copyable positions hold the same subword (a subword's probability is the attention
+    on all its positions); `"pointer_first"` [B, S-1], 1 on the first position of each
+    copyable subword, the one that carries its bias."""
+    ids = input_ids[:, 1:]
+    mask = copyable(input_ids, flags)
+    same = (ids[:, :, None] == ids[:, None, :]) & mask[:, :, None] & mask[:, None, :]
+    earlier = same.tril(diagonal=-1).any(dim=2)  # the same subword at an earlier position
+    return {
+        "pointer_ids": ids,
+        "pointer_mask": mask,
+        "pointer_same": same.to(torch.float32),
+        "pointer_first": (mask & ~earlier).to(torch.float32),
+    }

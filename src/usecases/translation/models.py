@@ -72,18 +72,22 @@ def prenorm(
     max_positions: int = 512,
     lexical_prior: bool = False,
     copy_prior: bool = False,
+    copy_pointer: bool = False,
 ) -> Any:
     """The same shapes as `marian`, with pre-layer-norm blocks (mBART's layout): stable at the
     higher learning rates that a short CPU budget needs. With `lexical_prior`, the model adds
     a lexical translation prior to its logits (`LexicalPriorMixin`; its tables are learnt from
     the training pairs before the first update), and with `copy_prior` too, a prior that the
-    translation writes the source's names and numbers as they are."""
+    translation writes the source's names and numbers as they are; with `copy_pointer`, a
+    pointer that offers them position by position."""
     from transformers import MBartConfig, MBartForConditionalGeneration
 
-    if copy_prior and not lexical_prior:
-        raise ValueError("copy_prior needs lexical_prior")
+    if (copy_prior or copy_pointer) and not lexical_prior:
+        raise ValueError("copy_prior and copy_pointer need lexical_prior")
     shape = _shape(name.replace("pre_", "marian_"), vocab_size, dropout, max_positions)
-    config = MBartConfig(bos_token_id=EOS, copy_prior=copy_prior, **shape)
+    config = MBartConfig(
+        bos_token_id=EOS, copy_prior=copy_prior, copy_pointer=copy_pointer, **shape
+    )
     return (_lexical_mbart_class() if lexical_prior else MBartForConditionalGeneration)(config)
 
 
@@ -98,7 +102,8 @@ class LexicalPriorMixin:
     (c: the share of the source's name and number subwords that are y; `lexicon.copy_bias`,
     with the vocabulary's `copy_flags` in a buffer), offers the source's names and numbers as
     they are: a table learnt from a few thousand pairs rarely holds them, and a small model
-    otherwise rewrites them."""
+    otherwise rewrites them. With `config.copy_pointer`, a pointer offers them position by
+    position instead of as one bag (`pointer_bias`)."""
 
     def _init_lexicon(self, config: Any) -> None:
         vocab_size = config.vocab_size
@@ -107,10 +112,25 @@ class LexicalPriorMixin:
         self.register_buffer("lex_prob", torch.zeros(0, vocab_size, 1))
         self.lex_gate = torch.nn.Parameter(torch.ones(()))
         self.copy_prior = bool(getattr(config, "copy_prior", False))
+        self.copy_pointer = bool(getattr(config, "copy_pointer", False))
         if self.copy_prior:
             self.copy_gate = torch.nn.Parameter(torch.ones(()))
+        if self.copy_prior or self.copy_pointer:
             # lexicon.copy_flags of the vocabulary (zeros until set: nothing to copy)
             self.register_buffer("copy_flags", torch.zeros(vocab_size, dtype=torch.int8))
+        if self.copy_pointer:
+            d = config.d_model
+            self.pointer_query = torch.nn.Linear(d, d, bias=False)
+            self.pointer_key = torch.nn.Linear(d, d, bias=False)
+            self.pointer_null = torch.nn.Parameter(torch.zeros(d))  # the key of "copy nothing"
+            self.pointer_gate = torch.nn.Parameter(torch.ones(()))
+            self._decoder_state: torch.Tensor | None = None
+            # The decoder's last hidden state (after its final layer norm), for the pointer's
+            # query: MBart's forward returns only the logits computed from it.
+            self.model.decoder.layer_norm.register_forward_hook(self._keep_decoder_state)
+
+    def _keep_decoder_state(self, module, args, output) -> None:  # type: ignore[no-untyped-def]
+        self._decoder_state = output
 
     def set_lexicon(self, tags: torch.Tensor, idx: torch.Tensor, prob: torch.Tensor) -> None:
         row = torch.full_like(self.lex_row, -1)
@@ -129,15 +149,53 @@ class LexicalPriorMixin:
 
     def lexical_inputs(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """The priors of these sources, [B, V] each (none until the tables are set):
-        `"lexical_bias"`, and `"copy_bias"` with the copy prior."""
-        from usecases.translation.lexicon import copy_bias, source_bias
+        `"lexical_bias"`, `"copy_bias"` with the copy prior, and with the copy pointer the
+        `lexicon.pointer_inputs`."""
+        from usecases.translation.lexicon import copy_bias, pointer_inputs, source_bias
 
         if self.lex_idx.shape[0] == 0:
             return {}
         out = {"lexical_bias": source_bias(input_ids, self.lex_row, self.lex_idx, self.lex_prob)}
         if self.copy_prior:
             out["copy_bias"] = copy_bias(input_ids, self.copy_flags)
+        if self.copy_pointer:
+            out.update(pointer_inputs(input_ids, self.copy_flags))
         return out
+
+    def pointer_bias(
+        self, logits: torch.Tensor, encoder_state: torch.Tensor, prior: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """`logits` [B, T, V] plus the copy pointer's bias: one attention head, its query the
+        decoder's last state and its keys the encoder's output at the source's copyable
+        positions, beside a learnt key that copies nothing, gives each target position a
+        distribution a over those positions; subword y gains
+        pointer_gate * log(1 + a(y) / EPS), a(y) the attention on the positions that hold y.
+        That is pointer_gate * log(a(y) + EPS) up to a constant per position, which the softmax
+        ignores, so only the source's copyable columns are touched, not all V."""
+        from usecases.translation.lexicon import EPS
+
+        state, self._decoder_state = self._decoder_state, None
+        if state is None:
+            raise RuntimeError("the copy pointer found no decoder state from this forward")
+        query = self.pointer_query(state)  # [B, T, d]
+        key = self.pointer_key(encoder_state[:, 1:])  # [B, S-1, d] (the tag left out)
+        scores = (
+            torch.cat(
+                [
+                    (query @ self.pointer_null.to(query.dtype))[..., None],
+                    (query @ key.transpose(1, 2)).masked_fill(
+                        ~prior["pointer_mask"][:, None, :], float("-inf")
+                    ),
+                ],
+                dim=-1,
+            ).float()
+            / query.shape[-1] ** 0.5
+        )
+        attention = scores.softmax(dim=-1)[..., 1:]  # [B, T, S-1]
+        mass = attention @ prior["pointer_same"]  # on each position's subword, all positions
+        gain = self.pointer_gate * torch.log1p(mass / EPS) * prior["pointer_first"][:, None, :]
+        ids = prior["pointer_ids"][:, None, :].expand_as(gain)
+        return logits.scatter_add(2, ids, gain.to(logits.dtype))
 
     def forward(self, input_ids=None, encoder_outputs=None, **kwargs):  # type: ignore[no-untyped-def]
         out = super().forward(  # type: ignore[misc]
@@ -157,6 +215,10 @@ class LexicalPriorMixin:
             if self.copy_prior:
                 bias = bias + self.copy_gate * prior["copy_bias"]
             out.logits = out.logits + bias[:, None, :]
+            if self.copy_pointer:
+                out.logits = self.pointer_bias(out.logits, out.encoder_last_hidden_state, prior)
+        if self.copy_pointer:
+            self._decoder_state = None
         return out
 
     def _prepare_text_encoder_decoder_kwargs_for_generation(  # type: ignore[no-untyped-def]
@@ -189,12 +251,18 @@ def pre_nano(
     dropout: float = 0.0,
     lexical_prior: bool = False,
     copy_prior: bool = False,
+    copy_pointer: bool = False,
     **_: Any,
 ):
     """Pre-layer-norm Transformer 3+3 layers, d=128 (about 2.5 M parameters): on a CPU budget of
     minutes it makes about 1.6x the updates of `pre_tiny` and learns more from them."""
     return prenorm(
-        "pre_nano", vocab_size, dropout, lexical_prior=lexical_prior, copy_prior=copy_prior
+        "pre_nano",
+        vocab_size,
+        dropout,
+        lexical_prior=lexical_prior,
+        copy_prior=copy_prior,
+        copy_pointer=copy_pointer,
     )
 
 
@@ -205,11 +273,17 @@ def pre_tiny(
     dropout: float = 0.1,
     lexical_prior: bool = False,
     copy_prior: bool = False,
+    copy_pointer: bool = False,
     **_: Any,
 ):
     """Pre-layer-norm Transformer 3+3 layers, d=256 (mBART block layout, about 7.8 M parameters)."""
     return prenorm(
-        "pre_tiny", vocab_size, dropout, lexical_prior=lexical_prior, copy_prior=copy_prior
+        "pre_tiny",
+        vocab_size,
+        dropout,
+        lexical_prior=lexical_prior,
+        copy_prior=copy_prior,
+        copy_pointer=copy_pointer,
     )
 
 
@@ -220,12 +294,18 @@ def pre_deep_shallow(
     dropout: float = 0.1,
     lexical_prior: bool = False,
     copy_prior: bool = False,
+    copy_pointer: bool = False,
     **_: Any,
 ):
     """Pre-layer-norm Transformer, 6 encoder layers and 1 decoder layer, d=256 (8.1 M
     parameters): each decoding step runs one layer instead of three."""
     return prenorm(
-        "pre_deep_shallow", vocab_size, dropout, lexical_prior=lexical_prior, copy_prior=copy_prior
+        "pre_deep_shallow",
+        vocab_size,
+        dropout,
+        lexical_prior=lexical_prior,
+        copy_prior=copy_prior,
+        copy_pointer=copy_pointer,
     )
 
 
@@ -236,13 +316,19 @@ def pre_nano_ds(
     dropout: float = 0.0,
     lexical_prior: bool = False,
     copy_prior: bool = False,
+    copy_pointer: bool = False,
     **_: Any,
 ):
     """`pre_nano`'s width (d=128) with 6 encoder layers and 1 decoder layer (about 2.6 M
     parameters): a weaker language model in the decoder, and one decoder layer per decoding step
     instead of three."""
     return prenorm(
-        "pre_nano_ds", vocab_size, dropout, lexical_prior=lexical_prior, copy_prior=copy_prior
+        "pre_nano_ds",
+        vocab_size,
+        dropout,
+        lexical_prior=lexical_prior,
+        copy_prior=copy_prior,
+        copy_pointer=copy_pointer,
     )
 
 

@@ -98,6 +98,10 @@ class MTDataConfig(DataConfig):
     # With the prior, a second term with its own learnt weight that offers the source's names
     # and numbers as they are (lexicon.copy_bias).
     copy_prior: bool = False
+    # With the prior, a copy pointer: one attention head over the source's names and numbers
+    # that offers each position of the translation the subword it points at
+    # (models.LexicalPriorMixin.pointer_bias).
+    copy_pointer: bool = False
     # Processes that share the test sets when scoring, one thread each (0 = one per thread
     # torch uses, for 2,000 sentences or more). Each test set decodes whole in the same batches.
     eval_workers: int = 0
@@ -289,8 +293,9 @@ class Translation(UseCase):
                 vocab_size=self._hf_vocab(cfg, labels),
             )
         d = _d(cfg)
-        if d.copy_prior and not d.lexical_prior:
-            raise DataError("data.copy_prior=true needs data.lexical_prior=true")
+        for name in ("copy_prior", "copy_pointer"):
+            if getattr(d, name) and not d.lexical_prior:
+                raise DataError(f"data.{name}=true needs data.lexical_prior=true")
         if not d.lexical_prior:
             return create_model(cfg.model.name, vocab_size=d.vocab_size, dropout=cfg.model.dropout)
         if not cfg.model.name.startswith("pre_"):
@@ -304,6 +309,7 @@ class Translation(UseCase):
             dropout=cfg.model.dropout,
             lexical_prior=True,
             copy_prior=d.copy_prior,
+            copy_pointer=d.copy_pointer,
         )
 
     def init_from_data(self, cfg: Config, model: nn.Module, train) -> dict[str, Any]:
@@ -329,7 +335,7 @@ class Translation(UseCase):
                 examples, vocab_size, d.lexicon_k, d.lexicon_iterations
             )
             model.set_lexicon(tags, idx, prob)
-            if model.copy_prior:
+            if model.copy_prior or model.copy_pointer:
                 vocab = Vocab(self.processed_dir(cfg) / SPM_FILE)
                 pieces = [vocab.sp.id_to_piece(i) for i in range(len(vocab))]
                 # The model's rows past the vocabulary's pieces (data.vocab_size can exceed
