@@ -649,14 +649,18 @@ def test_ibm1_learns_each_words_translation_per_target_language(tmp_path):
     cfg.data.lexicon_k = 0
     with pytest.raises(DataError, match=r"data.lexicon_k=0"):
         Translation().init_from_data(cfg, pre_nano(vocab_size=50, lexical_prior=True), train)
-    marian = types.SimpleNamespace(
-        model=types.SimpleNamespace(name="marian_tiny", dropout=0.1),
-        data=types.SimpleNamespace(
-            lexical_prior=True, copy_prior=False, copy_pointer=False, vocab_size=50
-        ),
-    )
     with pytest.raises(DataError, match="model 'marian_tiny' has no lexical prior"):
-        Translation().build_model(marian, [])
+        Translation().build_model(_prior_cfg("marian_tiny", lexical_prior=True), [])
+
+
+def _prior_cfg(model: str, **priors: bool) -> types.SimpleNamespace:
+    """The parts of a config that `Translation.build_model` reads, every prior off unless
+    given."""
+    data = dict(lexical_prior=False, copy_prior=False, copy_pointer=False, vocab_size=40)
+    return types.SimpleNamespace(
+        model=types.SimpleNamespace(name=model, dropout=0.0),
+        data=types.SimpleNamespace(**{**data, **priors}),
+    )
 
 
 def test_copy_prior_offers_the_sources_names_and_numbers(tmp_path):
@@ -710,14 +714,8 @@ def test_copy_prior_offers_the_sources_names_and_numbers(tmp_path):
     assert torch.equal(again.copy_flags, flags)
     with pytest.raises(ValueError, match="copy_prior and copy_pointer need lexical_prior"):
         pre_nano(vocab_size=40, copy_prior=True)
-    cfg = types.SimpleNamespace(
-        model=types.SimpleNamespace(name="pre_nano", dropout=0.0),
-        data=types.SimpleNamespace(
-            lexical_prior=False, copy_prior=True, copy_pointer=False, vocab_size=40
-        ),
-    )
     with pytest.raises(DataError, match="copy_prior=true needs data.lexical_prior"):
-        Translation().build_model(cfg, [])
+        Translation().build_model(_prior_cfg("pre_nano", copy_prior=True), [])
 
 
 def test_copy_pointer_offers_the_source_name_it_points_at(tmp_path):
@@ -783,14 +781,8 @@ def test_copy_pointer_offers_the_source_name_it_points_at(tmp_path):
         mine = model(input_ids=x, attention_mask=mask, decoder_input_ids=dec).logits
         theirs = shipped(input_ids=x, attention_mask=mask, decoder_input_ids=dec).logits
     assert torch.equal(mine, theirs)
-    cfg = types.SimpleNamespace(
-        model=types.SimpleNamespace(name="pre_nano", dropout=0.0),
-        data=types.SimpleNamespace(
-            lexical_prior=False, copy_prior=False, copy_pointer=True, vocab_size=40
-        ),
-    )
     with pytest.raises(DataError, match="copy_pointer=true needs data.lexical_prior"):
-        Translation().build_model(cfg, [])
+        Translation().build_model(_prior_cfg("pre_nano", copy_pointer=True), [])
 
 
 def test_test_sets_translate_the_same_in_worker_processes(tmp_path):
