@@ -5,14 +5,17 @@ averaging and decoding were chosen without reading devtest.
     .venv/bin/python benchmarks/mt_dev.py [models/translation/pre_nano ...] [--sentences 200]
         [--benchmark flores|mafand] [--directions fra-fuv ...] [--beams N]
         [--repetition-penalty P] [--no-repeat-ngram N] [--min-length F]
+        [--lexical-weight W] [--copy-weight W]
 
 Each release decodes as its card says (greedy or beam, length floor, repetition controls)
-unless an option overrides it, in the same 8 directions as `mt_budget.py`; `--benchmark mafand`
-scores the first sentences of MAFAND-MT dev in all 12 of its directions instead (the
-model-selection sentences: no release trains on them, and MAFAND test stays unread). Besides
-chrF++ it prints BLEU, the output/reference length ratio, the share of the names and numbers
-shared by source and reference that the translation keeps (`scoring.kept_names_numbers`), the
-teacher-forced dev loss and the source gain (see `mt_budget.py`).
+unless an option overrides it (`--lexical-weight` and `--copy-weight` replace the learnt
+weights of the lexical and copy priors, for decoding and the dev loss), in the same 8
+directions as `mt_budget.py`; `--benchmark mafand` scores the first sentences of MAFAND-MT
+dev in all 12 of its directions instead (the model-selection sentences: no release trains on
+them, and MAFAND test stays unread). Besides chrF++ it prints BLEU, the output/reference
+length ratio, the share of the names and numbers shared by source and reference that the
+translation keeps (`scoring.kept_names_numbers`), the teacher-forced dev loss and the source
+gain (see `mt_budget.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import argparse
 import statistics
 import time
 from pathlib import Path
+
+import torch
 
 from mt_budget import DIRECTIONS, dev_losses, print_table
 from usecases.core.config import compose
@@ -59,6 +64,8 @@ def main() -> None:
     p.add_argument("--repetition-penalty", type=float, default=None, help="override the release's")
     p.add_argument("--no-repeat-ngram", type=int, default=None, help="override the release's")
     p.add_argument("--min-length", type=float, default=None, help="override the length floor")
+    p.add_argument("--lexical-weight", type=float, default=None, help="override lex_gate")
+    p.add_argument("--copy-weight", type=float, default=None, help="override copy_gate")
     args = p.parse_args()
     from sacrebleu.metrics import BLEU, CHRF
 
@@ -94,6 +101,12 @@ def main() -> None:
     table = []
     for release in args.releases:
         model, meta, _ = load_model(Path(release))
+        for name, weight in (("lex_gate", args.lexical_weight), ("copy_gate", args.copy_weight)):
+            if weight is not None:
+                if not hasattr(model, name):
+                    raise SystemExit(f"{release}: its model has no {name} to override")
+                with torch.no_grad():
+                    getattr(model, name).fill_(weight)
         opts = DecodeOptions.from_meta(
             meta,
             beams=args.beams,
