@@ -179,18 +179,11 @@ class LexicalPriorMixin:
             raise RuntimeError("the copy pointer found no decoder state from this forward")
         query = self.pointer_query(state)  # [B, T, d]
         key = self.pointer_key(encoder_state[:, 1:])  # [B, S-1, d] (the tag left out)
-        scores = (
-            torch.cat(
-                [
-                    (query @ self.pointer_null.to(query.dtype))[..., None],
-                    (query @ key.transpose(1, 2)).masked_fill(
-                        ~prior["pointer_mask"][:, None, :], float("-inf")
-                    ),
-                ],
-                dim=-1,
-            ).float()
-            / query.shape[-1] ** 0.5
-        )
+        null = self.pointer_null.to(key.dtype).expand(key.shape[0], 1, -1)  # "copy nothing"
+        keys = torch.cat([null, key], dim=1)
+        allowed = torch.nn.functional.pad(prior["pointer_mask"], (1, 0), value=True)
+        scores = (query @ keys.transpose(1, 2)).float() / query.shape[-1] ** 0.5
+        scores = scores.masked_fill(~allowed[:, None, :], float("-inf"))
         attention = scores.softmax(dim=-1)[..., 1:]  # [B, T, S-1]
         mass = attention @ prior["pointer_same"]  # on each position's subword, all positions
         gain = self.pointer_gate * torch.log1p(mass / EPS) * prior["pointer_first"][:, None, :]
