@@ -656,7 +656,9 @@ def test_ibm1_learns_each_words_translation_per_target_language(tmp_path):
 def _prior_cfg(model: str, **priors: bool) -> types.SimpleNamespace:
     """The parts of a config that `Translation.build_model` reads, every prior off unless
     given."""
-    data = dict(lexical_prior=False, copy_prior=False, copy_pointer=False, vocab_size=40)
+    data = dict(
+        lexical_prior=False, copy_prior=False, copy_pointer=False, vocab_size=40, attention="sdpa"
+    )
     return types.SimpleNamespace(
         model=types.SimpleNamespace(name=model, dropout=0.0),
         data=types.SimpleNamespace(**{**data, **priors}),
@@ -785,6 +787,44 @@ def test_copy_pointer_offers_the_source_name_it_points_at(tmp_path):
         Translation().build_model(_prior_cfg("pre_nano", copy_pointer=True), [])
 
 
+@pytest.mark.parametrize("attention", ["math", "eager"])
+def test_attention_kernels_compute_the_same_model(attention):
+    import torch
+
+    from usecases.translation.models import decoding_attention, marian_tiny, pre_nano
+    from usecases.translation.task import Translation
+
+    x = torch.tensor([[3, 14, 15, 11, 12, 13, EOS, PAD], [9, 14, 15, EOS, PAD, PAD, PAD, PAD]])
+    mask = (x != PAD).long()
+    dec = torch.tensor([[3, 21, 11, 7], [9, 17, 5, 8]])
+    torch.manual_seed(0)
+    fused = pre_nano(vocab_size=40, lexical_prior=True, copy_prior=True)
+    other = pre_nano(vocab_size=40, lexical_prior=True, copy_prior=True, attention=attention)
+    other.load_state_dict(fused.state_dict())
+    assert fused.config._attn_implementation == "sdpa"
+    assert other.config._attn_implementation == {"math": "sdpa_math"}.get(attention, attention)
+    grads = []
+    for model in (fused, other):
+        out = model(input_ids=x, attention_mask=mask, decoder_input_ids=dec).logits
+        out[mask.bool()[:, :4]].logsumexp(-1).sum().backward()  # padding's rows left out
+        grads.append(model.model.encoder.layers[0].self_attn.q_proj.weight.grad)
+        assert grads[-1].abs().sum() > 0
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+    with torch.no_grad():
+        a = fused(input_ids=x, attention_mask=mask, decoder_input_ids=dec).logits
+        b = other(input_ids=x, attention_mask=mask, decoder_input_ids=dec).logits
+    assert torch.allclose(a, b, atol=1e-5)
+    # Decoding runs on the fused kernel, and the model trains on its own again afterwards.
+    with decoding_attention(other):
+        assert other.config._attn_implementation == ("sdpa" if attention == "math" else attention)
+    assert other.config._attn_implementation == {"math": "sdpa_math"}.get(attention, attention)
+    assert marian_tiny(vocab_size=40, attention=attention).config._attn_implementation != "sdpa"
+    with pytest.raises(ValueError, match="attention='flash': expected one of math, sdpa, eager"):
+        pre_nano(vocab_size=40, attention="flash")
+    with pytest.raises(DataError, match="data.attention='flash': expected one of"):
+        Translation().build_model(_prior_cfg("pre_nano", attention="flash"), [])
+
+
 def test_test_sets_translate_the_same_in_worker_processes(tmp_path):
     import types
 
@@ -796,7 +836,9 @@ def test_test_sets_translate_the_same_in_worker_processes(tmp_path):
 
     vocab = Vocab(train_spm(FR + FON + EN, ["fra", "fon", "eng"], 120, tmp_path / "v.model"), "tag")
     torch.manual_seed(0)
-    translate = Translator(pre_nano(vocab_size=len(vocab)), vocab, {"fra-fon": 1.2})
+    # The default's training kernel: the workers decode on the fused one, as this process does.
+    model = pre_nano(vocab_size=len(vocab), attention="math")
+    translate = Translator(model, vocab, {"fra-fon": 1.2})
     jobs = [(FR[:4], "fra", "fon"), (FON[:2], "fon", "fra"), (EN, "eng", "fon")]
     opts = DecodeOptions(length_b=4, min_length=0.5, batch_size=2)
     here = translate_all(translate, jobs, opts, workers=1)

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from usecases.translation.batching import pad
+from usecases.translation.models import decoding_attention
 from usecases.translation.vocab import Codec
 
 MAX_SOURCE_TOKENS = 256  # longer inputs are translated in pieces (see `split_long`)
@@ -153,10 +154,23 @@ def generate(
 ) -> list[list[int]]:
     """Token ids out for token ids in, in input order; batches are sorted by length. With
     `min_ratio`, no output ends before min_ratio x its source's tokens; `starts` gives each
-    sentence's first decoder input (default: the codec's `start_id`)."""
+    sentence's first decoder input (default: the codec's `start_id`). A model that trains on the
+    math attention kernel decodes on the fused one (`models.decoding_attention`)."""
+    model.eval()
+    with decoding_attention(model):
+        return _generate(model, sources, opts, codec, min_ratio, starts)
+
+
+def _generate(
+    model: torch.nn.Module,
+    sources: list[list[int]],
+    opts: DecodeOptions,
+    codec: Codec,
+    min_ratio: float,
+    starts: list[int] | None,
+) -> list[list[int]]:
     from transformers import LogitsProcessorList
 
-    model.eval()
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     out: list[list[int]] = [[] for _ in sources]
     for start in range(0, len(order), opts.batch_size):

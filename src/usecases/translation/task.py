@@ -46,7 +46,7 @@ from usecases.translation.decode import (
 )
 from usecases.translation.glossary import Glossary
 from usecases.translation.lexicon import copy_flags, lexicon_tables
-from usecases.translation.models import LexicalPriorMixin, init_embeddings_from_pairs
+from usecases.translation.models import ATTENTION, LexicalPriorMixin, init_embeddings_from_pairs
 from usecases.translation.vocab import Codec, HFCodec, Vocab, train_spm
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,10 @@ class MTDataConfig(DataConfig):
     # that offers each position of the translation the subword it points at
     # (models.LexicalPriorMixin.pointer_bias).
     copy_pointer: bool = False
+    # The attention kernel of the models trained from scratch: "math" (torch's reference
+    # scaled-dot-product attention), "sdpa" (its fused kernel: flash on a CPU) or "eager"
+    # (transformers' matmul-softmax); see models.ATTENTION.
+    attention: str = "sdpa"
     # Processes that share the test sets when scoring, one thread each (0 = one per thread
     # torch uses, for 2,000 sentences or more). Each test set decodes whole in the same batches.
     eval_workers: int = 0
@@ -296,8 +300,13 @@ class Translation(UseCase):
         for name in ("copy_prior", "copy_pointer"):
             if getattr(d, name) and not d.lexical_prior:
                 raise DataError(f"data.{name}=true needs data.lexical_prior=true")
+        if d.attention not in ATTENTION:
+            raise DataError(
+                f"data.attention={d.attention!r}: expected one of {', '.join(map(repr, ATTENTION))}"
+            )
+        shape = dict(vocab_size=d.vocab_size, dropout=cfg.model.dropout, attention=d.attention)
         if not d.lexical_prior:
-            return create_model(cfg.model.name, vocab_size=d.vocab_size, dropout=cfg.model.dropout)
+            return create_model(cfg.model.name, **shape)
         if not cfg.model.name.startswith("pre_"):
             raise DataError(
                 f"data.lexical_prior=true needs a pre-layer-norm model (pre_nano, pre_tiny, "
@@ -305,8 +314,7 @@ class Translation(UseCase):
             )
         return create_model(
             cfg.model.name,
-            vocab_size=d.vocab_size,
-            dropout=cfg.model.dropout,
+            **shape,
             lexical_prior=True,
             copy_prior=d.copy_prior,
             copy_pointer=d.copy_pointer,

@@ -1,0 +1,136 @@
+"""Which attention kernel trains and decodes the translation default fastest on this CPU.
+
+    .venv/bin/python benchmarks/mt_attention.py [--steps 25] [--rounds 2] [--sentences 64]
+
+Training: the default's model (`pre_nano` with its priors, random embeddings: the start does not
+change the cost of a step) takes the same ~2,000-token batches of the prepared corpus (forward
+under bf16 autocast, the use case's loss, backward, AdamW) on each kernel of `data.attention`,
+the kernels taking turns for `--rounds` rounds so that a slower minute of a shared machine falls
+on all of them. Decoding: the released default (`models/translation/pre_nano`) translates
+`--sentences` held-out FLORES-200 dev sentences in each of the 8 directions of `mt_budget.py`,
+greedy, on one thread, on each kernel (bypassing `decoding_attention`, which always decodes on
+the fused one). Prints seconds per training step and per decoding pass, and the last training
+loss (the kernels compute the same model; rounding differs under bf16).
+
+Needs the prepared corpus and the released default (`dvc repro report@3` or `make repro`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from mt_budget import DIRECTIONS, print_table
+from usecases.core.config import compose
+from usecases.core.registry import get_usecase
+from usecases.core.stages import load_model
+from usecases.core.trainer import amp_context
+from usecases.translation import corpus, decode
+from usecases.translation.batching import IGNORE
+from usecases.translation.decode import DecodeOptions
+from usecases.translation.models import ATTENTION
+from usecases.translation.task import oriented, read_summary_labels
+from usecases.translation.vocab import PAD
+
+
+def train_seconds(uc, cfg, meta, batches, attention: str) -> tuple[float, float]:
+    """(seconds per training step after 3 warm-up steps, last loss) on `attention`."""
+    cfg.data.attention = attention
+    torch.manual_seed(cfg.seed)
+    model = uc.build_model(cfg, meta["labels"]).train()
+    loss_fn = uc.loss_fn(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr)
+    loss = torch.zeros(())
+    for i, batch in enumerate(batches):
+        if i == 3:
+            start = time.perf_counter()
+        with amp_context("cpu", cfg.trainer.precision):
+            loss = loss_fn(model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - start) / (len(batches) - 3), loss.item()
+
+
+def decode_seconds(translate, sets, opts, attention: str) -> tuple[float, list]:
+    """(seconds, translations) of the release on `sets`, its attention set to `attention`."""
+    translate.model.config._attn_implementation = ATTENTION[attention]
+    start = time.perf_counter()
+    outs = [translate(texts, src, tgt, opts) for texts, src, tgt in sets]
+    return time.perf_counter() - start, outs
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--steps", type=int, default=25, help="timed training steps per kernel")
+    p.add_argument("--rounds", type=int, default=2, help="turns each kernel takes")
+    p.add_argument("--sentences", type=int, default=64, help="FLORES dev sentences per direction")
+    args = p.parse_args()
+    uc = get_usecase("translation")
+    cfg = uc.config(compose(["data.embedding_init=random"], usecase="translation"))
+    labels = read_summary_labels(uc.processed_dir(cfg))
+    meta = uc.model_meta(cfg, labels)
+    loader, _ = uc.build_loaders(cfg, meta)
+    loader.batch_sampler.set_epoch(0)
+    stream = iter(loader)
+    batches = [next(stream) for _ in range(args.steps + 3)]
+    tokens = sum(
+        int((b["input_ids"] != PAD).sum() + (b["labels"] != IGNORE).sum()) for b in batches
+    )
+
+    # Decode on the kernel under test, not on the fused one that generate() switches to.
+    decode.decoding_attention = lambda model: contextlib.nullcontext()
+    translate = None
+    release = Path("models/translation/pre_nano")
+    if (release / "weights.safetensors").is_file():
+        model, rmeta, _ = load_model(release)
+        translate = uc.translator(model, rmeta)
+        opts = DecodeOptions.from_meta(rmeta)
+        dev = [x for x in uc.pairs(cfg) if x.corpus == "flores" and x.split == "dev"]
+        sets = []
+        for d in DIRECTIONS:
+            src, _, tgt = d.partition("-")
+            rows = oriented(dev, src, tgt)[: args.sentences]
+            sets.append(([corpus.nfc(s) for s, _, _ in rows], src, tgt))
+
+    steps: dict[str, list[float]] = {a: [] for a in ATTENTION}
+    losses: dict[str, float] = {}
+    decodes: dict[str, list[float]] = {a: [] for a in ATTENTION}
+    outputs: dict[str, list] = {}
+    threads = torch.get_num_threads()
+    for _ in range(args.rounds):
+        for attention in ATTENTION:
+            seconds, losses[attention] = train_seconds(uc, cfg, meta, batches, attention)
+            steps[attention].append(seconds)
+            if translate is not None:
+                torch.set_num_threads(1)
+                seconds, outputs[attention] = decode_seconds(translate, sets, opts, attention)
+                torch.set_num_threads(threads)
+                decodes[attention].append(seconds)
+    print(
+        f"\n{args.steps} training steps of {tokens / len(batches):.0f} tokens on average "
+        f"(torch {torch.__version__}, {threads} threads, bf16), best of "
+        f"{args.rounds} rounds; decoding {args.sentences} FLORES dev sentences x "
+        f"{len(DIRECTIONS)} directions on one thread\n"
+    )
+    rows = []
+    for a in ATTENTION:
+        decoding = f"{min(decodes[a]):.1f}" if decodes[a] else "no release"
+        same = "" if not outputs else ("yes" if outputs[a] == outputs["sdpa"] else "no")
+        rows.append(
+            (a, f"{min(steps[a]):.3f}", f"{statistics.mean(steps[a]):.3f}", f"{losses[a]:.4f}")
+            + (decoding, same)
+        )
+    head = ("kernel", "s/step (best)", "s/step (mean)", "last loss", "decoding s", "same as sdpa")
+    print_table(head, rows)
+
+
+if __name__ == "__main__":
+    main()
