@@ -110,12 +110,14 @@ def _shape(
 
 def marian(
     name: str,
-    vocab_size: int,
+    vocab_size: int = 8000,
     dropout: float = 0.1,
     max_positions: int = 512,
     attention: str = "sdpa",
+    **_: Any,
 ) -> Any:
-    """Marian's post-layer-norm blocks, encoder and decoder sharing one embedding."""
+    """Marian's post-layer-norm blocks, encoder and decoder sharing one embedding (keywords
+    that only the pre-norm models take, the priors', are ignored)."""
     from transformers import MarianConfig, MarianMTModel
 
     config = MarianConfig(
@@ -396,27 +398,15 @@ def pre_nano_ds(
 
 
 @register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
-def marian_tiny(
-    pretrained: bool = False,
-    vocab_size: int = 8000,
-    dropout: float = 0.1,
-    attention: str = "sdpa",
-    **_: Any,
-):
+def marian_tiny(pretrained: bool = False, **shape: Any):
     """Transformer 3+3 layers, d=256 (about 7.8 M parameters with an 8k vocabulary)."""
-    return marian("marian_tiny", vocab_size, dropout, attention=attention)
+    return marian("marian_tiny", **shape)
 
 
 @register_model(usecase="translation", licence="CC-BY-NC-4.0 (trained on MAFAND-MT)")
-def marian_small(
-    pretrained: bool = False,
-    vocab_size: int = 8000,
-    dropout: float = 0.1,
-    attention: str = "sdpa",
-    **_: Any,
-):
+def marian_small(pretrained: bool = False, **shape: Any):
     """Transformer-base shape, 6+6 layers, d=512 (about 48 M parameters with an 8k vocabulary)."""
-    return marian("marian_small", vocab_size, dropout, attention=attention)
+    return marian("marian_small", **shape)
 
 
 @register_model(usecase="translation", licence="that of the checkpoint and of MAFAND-MT")
