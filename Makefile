@@ -42,7 +42,7 @@ full: data  ## the zoo's best crop model: EfficientNet-Lite0 at 224 px, 15 epoch
 	$(BIN)/zoo report crop_disease experiment=crop_lite0_full
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro index
 
-full-mt: data  ## translation `full` preset: 10,200 updates, FLORES dev trains too, mean of 5 epochs (2 CPU cores: ~44 min to train, ~6 min to score)
+full-mt: data  ## translation `full` preset: 10,200 updates, FLORES dev trains too, mean of 5 epochs (2 CPU cores: ~36 min of updates, ~45 min to train, ~7 min to score)
 	$(BIN)/zoo prepare translation experiment=mt_full $(MT_FULL_ARGS)
 	$(BIN)/zoo train translation experiment=mt_full $(MT_FULL_ARGS) $(TRAIN_FLAGS)
 	$(BIN)/zoo evaluate translation experiment=mt_full $(MT_FULL_ARGS)
