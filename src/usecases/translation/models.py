@@ -33,8 +33,9 @@ SIZES = {
 # The attention kernels a model trained from scratch can use. "sdpa": torch's fused
 # scaled-dot-product attention, which on a CPU picks its flash kernel; "math": the same function
 # on torch's reference kernel (two matrix products and a softmax), whose backward pass on the
-# default's short sentences (4 heads of 32, under 100 tokens) is far cheaper: a training step of
-# ~2,000 tokens took 0.16 s against 0.24 s here; "eager": transformers' own matmul-softmax code.
+# default's short sentences (4 heads of 32, under 100 tokens) is far cheaper: a default training
+# step took 0.165 s against 0.215 s (benchmarks/mt_attention.py); "eager": transformers' own
+# matmul-softmax code (as fast as math there).
 # Decoding always runs on the fused kernel (`decoding_attention`).
 ATTENTION = {"math": "sdpa_math", "sdpa": "sdpa", "eager": "eager"}
 
@@ -42,7 +43,8 @@ ATTENTION = {"math": "sdpa_math", "sdpa": "sdpa", "eager": "eager"}
 @functools.cache
 def register_math_attention() -> str:
     """Registers "sdpa_math" with transformers (attention and mask): `sdpa` run on torch's math
-    kernel. Called before a model that uses it is built or unpickled (a scoring worker)."""
+    kernel. Called when a model that uses it is built; a scoring worker that unpickles one only
+    decodes, on the fused kernel (`decoding_attention`), which needs no registration."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from transformers import AttentionInterface
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -61,8 +63,8 @@ def register_math_attention() -> str:
 def decoding_attention(model: torch.nn.Module) -> Iterator[None]:
     """`model` on torch's fused attention kernel while it decodes, if it trains on the math
     kernel: a decoding step has one new position per sentence and no backward pass, and there
-    the fused kernel is the faster (512 FLORES dev sentences on one thread: 10.4 s against
-    12.4 s, the same translations)."""
+    the fused kernel is the faster (benchmarks/mt_attention.py: 512 FLORES dev sentences on one
+    thread in 10.8 s against 11.7 s, the same translations)."""
     config = getattr(model, "config", None)
     if getattr(config, "_attn_implementation", None) != ATTENTION["math"]:
         yield
