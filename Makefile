@@ -79,6 +79,8 @@ bench: install  ## run the benchmarks (prints tables)
 	else echo "doc_fraud_heads.py needs the prepared corpus: run 'make repro' (or zoo fetch/prepare doc_fraud) first"; fi
 	@if [ -f models/translation/pre_nano/weights.safetensors ]; then $(BIN)/python benchmarks/mt_attention.py; \
 	else echo "mt_attention.py needs the translation default: run 'make repro' first"; fi
+	@if [ -f models/translation/pre_nano/weights.safetensors ]; then $(BIN)/python benchmarks/mt_decode.py; \
+	else echo "mt_decode.py needs the translation default: run 'make repro' first"; fi
 
 lab: install  ## start JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks

@@ -365,7 +365,17 @@ def test_test_sets_score_the_same_in_worker_processes():
     assert entry["baselines"]["copy_source"]["chrf_pp"] == 100.0  # the "sources" are the refs
     assert entry["baselines"]["glossary"] == scoring.score(hyps[::-1], refs, brief=True)
     assert "cleaned_reference" not in entry and "cleaned_reference" in here[1][0]
-    assert chrfs == [f"{scoring.sentence_chrf(h, r):.2f}" for h, r in zip(hyps, refs, strict=True)]
+    # One pass of chrF++ statistics gives what sacrebleu's own corpus and sentence scores give.
+    from sacrebleu.metrics import BLEU, CHRF
+
+    sentence = CHRF(word_order=2).sentence_score
+    assert chrfs == [f"{sentence(h, [r]).score:.2f}" for h, r in zip(hyps, refs, strict=True)]
+    for h, r in ((hyps, refs), (["", "Vǐ nɔ", "x"], refs), (["Le marché."] * 3, refs[::-1])):
+        assert scoring.score(h, r, brief=True) == {
+            "bleu": round(BLEU().corpus_score(h, [r]).score, 2),
+            "chrf": round(CHRF().corpus_score(h, [r]).score, 2),
+            "chrf_pp": round(CHRF(word_order=2).corpus_score(h, [r]).score, 2),
+        }
     assert scoring.score_sets(jobs, workers=2) == here
     with pytest.raises(ValueError, match="workers=-1"):
         scoring.score_sets(jobs, workers=-1)
@@ -461,6 +471,49 @@ def test_greedy_decoding_chooses_what_transformers_generate_chooses(lexical):
             torch.manual_seed(3)
             plain = generate(pre_nano(vocab_size=40).eval(), sources, opts, codec, 0.5, starts)
             assert plain != ours
+
+
+@pytest.mark.parametrize("lexical", ["none", "table+copy"])
+def test_incremental_steps_compute_the_models_logits(lexical):
+    import torch
+
+    from usecases.translation import incremental
+    from usecases.translation.batching import pad
+    from usecases.translation.lexicon import lexicon_tables
+    from usecases.translation.models import encode, pre_nano
+
+    torch.manual_seed(0)
+    model = pre_nano(
+        vocab_size=40, lexical_prior=lexical != "none", copy_prior=lexical != "none"
+    ).eval()
+    if lexical != "none":
+        toy = [(5 + 3 * (i % 2), [9 + i % 20, 10 + i % 13], [12 + i % 25, EOS]) for i in range(60)]
+        model.set_lexicon(*lexicon_tables(toy, 40, k=3))
+        with torch.no_grad():
+            model.lex_gate.fill_(2.0)
+            model.copy_gate.fill_(0.5)
+            model.copy_flags.fill_(3)
+    with torch.no_grad():
+        model.final_logits_bias.normal_()
+    sources = [[5, 9, 11, 13, EOS], [8, 10, EOS], [5, 12, 14, 16, 18, 20, EOS], [8, 7, 9, EOS]]
+    x = pad(sources, PAD)
+    mask = pad([[1] * len(s) for s in sources], 0)
+    dec = torch.randint(3, 40, (4, 6))
+    with torch.no_grad():
+        full = model(input_ids=x, attention_mask=mask, decoder_input_ids=dec).logits
+        steps = incremental.PrenormSteps(model, encode(model, x, mask), mask, max_steps=6)
+        rows = torch.arange(4)
+        for t in range(6):
+            if t == 3:  # rows leave the batch, the others go on
+                rows = torch.tensor([2, 0])
+                steps.select(rows)
+            got = steps.step(dec[rows, t])
+            torch.testing.assert_close(got, full[rows, t], rtol=1e-5, atol=1e-5)
+        with pytest.raises(RuntimeError, match="exceeds the 6"):
+            steps.step(dec[rows, 0])
+    assert incremental.supports(model)
+    assert not incremental.supports(model.train())
+    assert not incremental.supports(pre_nano(vocab_size=40, lexical_prior=True, copy_pointer=True))
 
 
 def test_decoder_start_is_the_target_tag_in_training_and_decoding(tmp_path):

@@ -15,6 +15,8 @@ from usecases.translation.models import decoding_attention
 from usecases.translation.vocab import Codec
 
 MAX_SOURCE_TOKENS = 256  # longer inputs are translated in pieces (see `split_long`)
+# A greedy batch drops its ended rows once they are this share of its rows (`greedy`).
+COMPACT_AT = 0.125
 
 
 @dataclass
@@ -101,45 +103,63 @@ def greedy(
     rather than what its longest row needs. Rows come back as [start, tokens..., end]."""
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
+    from usecases.translation import incremental
     from usecases.translation.models import encode
 
     enc = encode(model, x, mask)
+    fast = (
+        incremental.PrenormSteps(model, enc, mask, max_new) if incremental.supports(model) else None
+    )
     cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
     seqs = first.view(-1, 1)
-    live = torch.arange(x.shape[0])  # batch row of each live sequence
+    live = torch.arange(x.shape[0])  # batch row of each row of `seqs`
+    running = torch.ones(x.shape[0], dtype=torch.bool)  # rows of `seqs` not ended yet
     done: dict[int, list[int]] = {}
     for step in range(max_new):
-        logits = (
-            model(
-                encoder_outputs=enc,
-                attention_mask=mask,
-                decoder_input_ids=seqs[:, -1:],
-                past_key_values=cache,
-                use_cache=True,
+        if fast is not None:
+            logits = fast.step(seqs[:, -1])
+        else:
+            logits = (
+                model(
+                    encoder_outputs=enc,
+                    attention_mask=mask,
+                    decoder_input_ids=seqs[:, -1:],
+                    past_key_values=cache,
+                    use_cache=True,
+                )
+                .logits[:, -1, :]
+                .float()
             )
-            .logits[:, -1, :]
-            .float()
-        )
         scores = _penalise_and_block(seqs, logits, opts.repetition_penalty, opts.no_repeat_ngram)
         if step == max_new - 1:  # the last step may only end the sentence
             scores = torch.full_like(scores, float("-inf"))
             scores[:, eos_id] = 0
         scores[min_new > step, eos_id] = float("-inf")
         seqs = torch.cat([seqs, scores.argmax(dim=-1, keepdim=True)], dim=1)
-        ended = seqs[:, -1] == eos_id
-        if bool(ended.any()):
-            for r in ended.nonzero().flatten().tolist():
-                done[int(live[r])] = seqs[r].tolist()
-            keep = (~ended).nonzero().flatten()
-            if keep.numel() == 0:
-                break
-            seqs, live, min_new = seqs[keep], live[keep], min_new[keep]
-            for key, value in enc.items():
-                enc[key] = value[keep]
-            mask = mask[keep]
-            cache.batch_select_indices(keep)
-    for r, b in enumerate(live.tolist()):
-        done.setdefault(b, seqs[r].tolist())
+        ended = running & (seqs[:, -1] == eos_id)
+        if not bool(ended.any()):
+            continue
+        for r in ended.nonzero().flatten().tolist():
+            done[int(live[r])] = seqs[r].tolist()
+        running &= ~ended
+        left = int(running.sum())
+        if left == 0:
+            break
+        # Rows that ended ride along (their tokens are ignored) until they are a share
+        # COMPACT_AT of the rows: dropping them costs a copy of every row's state.
+        if len(running) - left < COMPACT_AT * len(running):
+            continue
+        keep = running.nonzero().flatten()
+        seqs, live, min_new, running = seqs[keep], live[keep], min_new[keep], running[keep]
+        if fast is not None:
+            fast.select(keep)
+            continue
+        for key, value in enc.items():
+            enc[key] = value[keep]
+        mask = mask[keep]
+        cache.batch_select_indices(keep)
+    for r in running.nonzero().flatten().tolist():
+        done.setdefault(int(live[r]), seqs[r].tolist())
     return [done[b] for b in range(x.shape[0])]
 
 

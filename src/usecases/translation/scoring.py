@@ -33,24 +33,35 @@ def _metrics():
 
 def score(hyps: list[str], refs: list[str], brief: bool = False) -> dict[str, Any]:
     """Corpus BLEU, chrF and chrF++ (and the hypothesis/reference length ratio)."""
+    return _score(hyps, refs, brief)[0]
+
+
+def _score(hyps: list[str], refs: list[str], brief: bool) -> tuple[dict[str, Any], list[float]]:
+    """`score`, and each sentence's chrF++. One pass of sacrebleu's chrF++ statistics gives all
+    the chrF figures: a sentence's statistics are its (hypothesis, reference, match) counts per
+    n-gram order, character orders first, so the corpus chrF++ is the score of their sum and
+    the corpus chrF the score of that sum's character part (sacrebleu's own statistics and
+    score functions, which its significance tests use; a test checks them against its
+    `corpus_score` and `sentence_score`). Scoring the default's test sets this way takes
+    about half the time of one pass per figure."""
     bleu, chrf, chrfpp = _metrics()
     h = [" ".join(nfc(x).split()) for x in hyps]
     r = [[" ".join(nfc(x).split()) for x in refs]]
+    stats = chrfpp._extract_corpus_statistics(h, r)
+    total = (
+        [sum(column) for column in zip(*stats, strict=True)]
+        if stats
+        else [0] * (3 * (chrfpp.char_order + chrfpp.word_order))
+    )
     out = {
         "bleu": round(bleu.corpus_score(h, r).score, 2),
-        "chrf": round(chrf.corpus_score(h, r).score, 2),
-        "chrf_pp": round(chrfpp.corpus_score(h, r).score, 2),
+        "chrf": round(chrf._compute_score_from_stats(total[: 3 * chrf.char_order]).score, 2),
+        "chrf_pp": round(chrfpp._compute_score_from_stats(total).score, 2),
     }
     if not brief:
         out["length_ratio"] = round(sum(len(x) for x in h) / max(1, sum(len(x) for x in r[0])), 3)
         out["n"] = len(h)
-    return out
-
-
-def sentence_chrf(hyp: str, ref: str) -> float:
-    from sacrebleu.metrics import CHRF
-
-    return CHRF(word_order=2).sentence_score(nfc(hyp), [nfc(ref)]).score
+    return out, [chrfpp._compute_score_from_stats(x).score for x in stats]
 
 
 _TOKEN = re.compile(r"\w+(?:[.,:]\d+)*")
@@ -82,7 +93,7 @@ def score_set(job: tuple) -> tuple[dict[str, Any], list[str]]:
     (formatted as in predictions.csv). `job` = (hyps, sources, refs, glossary drafts, cleaned
     references or None)."""
     hyps, srcs, refs, drafts, cleaned = job
-    entry = score(hyps, refs)
+    entry, sentences = _score(hyps, refs, brief=False)
     entry["names_numbers"] = kept_names_numbers(hyps, srcs, refs)
     entry["baselines"] = {
         "copy_source": score(srcs, refs, brief=True),
@@ -90,7 +101,7 @@ def score_set(job: tuple) -> tuple[dict[str, Any], list[str]]:
     }
     if cleaned is not None:
         entry["cleaned_reference"] = score(hyps, cleaned, brief=True)
-    return entry, [f"{sentence_chrf(h, r):.2f}" for h, r in zip(hyps, refs, strict=True)]
+    return entry, [f"{x:.2f}" for x in sentences]
 
 
 def score_sets(jobs: list[tuple], workers: int = 1) -> list[tuple[dict[str, Any], list[str]]]:

@@ -1,0 +1,158 @@
+"""How fast the translation default is decoded and scored, each path beside the one it replaced.
+
+    .venv/bin/python benchmarks/mt_decode.py [--sentences 64] [--rounds 3]
+
+Decoding: the released default (`models/translation/pre_nano`) translates `--sentences` held-out
+FLORES-200 dev sentences in each of the 8 directions of `mt_budget.py`, greedy with its own
+decoding rules, on one thread (as each scoring worker runs), through `transformers`' forward
+with its dynamic cache and through `incremental.PrenormSteps`, the two taking turns for
+`--rounds` rounds so that a slower minute of a shared machine falls on both. Prints seconds
+(best and mean) and how many translations differ between the two.
+
+Scoring: the release's `predictions.csv` (every test set) scored by sacrebleu one pass per
+figure (corpus BLEU, chrF, chrF++, then each sentence's chrF++, as `scoring` did before) and
+by `scoring.score` with the sentence scores (one pass of chrF++ statistics for all the chrF
+figures). Prints seconds and whether the figures are equal.
+
+Needs the released default (`dvc repro report@3` or `make repro`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from mt_budget import DIRECTIONS, print_table
+from usecases.core.config import compose
+from usecases.core.registry import get_usecase
+from usecases.core.stages import load_model
+from usecases.translation import corpus, incremental, scoring
+from usecases.translation.decode import DecodeOptions
+from usecases.translation.task import oriented
+
+RELEASE = Path("models/translation/pre_nano")
+
+
+def decode_seconds(translate, sets, opts, fast: bool) -> tuple[float, list]:
+    """(seconds, translations) of `sets`, through PrenormSteps if `fast`, else transformers."""
+    supports = incremental.supports
+    if not fast:
+        incremental.supports = lambda model: False
+    try:
+        start = time.perf_counter()
+        outs = [translate(texts, src, tgt, opts) for texts, src, tgt in sets]
+        return time.perf_counter() - start, outs
+    finally:
+        incremental.supports = supports
+
+
+def score_per_figure(hyps: list[str], refs: list[str]) -> tuple[dict, list[str]]:
+    """What `scoring` computed before: one sacrebleu pass per figure."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    h = [" ".join(corpus.nfc(x).split()) for x in hyps]
+    r = [[" ".join(corpus.nfc(x).split()) for x in refs]]
+    figures = {
+        "bleu": round(BLEU().corpus_score(h, r).score, 2),
+        "chrf": round(CHRF().corpus_score(h, r).score, 2),
+        "chrf_pp": round(CHRF(word_order=2).corpus_score(h, r).score, 2),
+    }
+    chrfpp = CHRF(word_order=2)
+    sentences = [
+        f"{chrfpp.sentence_score(corpus.nfc(a), [corpus.nfc(b)]).score:.2f}"
+        for a, b in zip(hyps, refs, strict=True)
+    ]
+    return figures, sentences
+
+
+def score_one_pass(hyps: list[str], refs: list[str]) -> tuple[dict, list[str]]:
+    figures, sentences = scoring._score(hyps, refs, brief=True)
+    return figures, [f"{x:.2f}" for x in sentences]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--sentences", type=int, default=64, help="FLORES dev sentences per direction")
+    p.add_argument("--rounds", type=int, default=3, help="turns each decoding path takes")
+    args = p.parse_args()
+    if not (RELEASE / "weights.safetensors").is_file():
+        raise SystemExit(f"{RELEASE} has no weights: run 'dvc repro report@3' first")
+    uc = get_usecase("translation")
+    cfg = uc.config(compose([], usecase="translation"))
+    model, meta, _ = load_model(RELEASE)
+    translate = uc.translator(model, meta)
+    opts = DecodeOptions.from_meta(meta)
+    dev = [x for x in uc.pairs(cfg) if x.corpus == "flores" and x.split == "dev"]
+    sets = []
+    for d in DIRECTIONS:
+        src, _, tgt = d.partition("-")
+        rows = oriented(dev, src, tgt)[: args.sentences]
+        sets.append(([corpus.nfc(s) for s, _, _ in rows], src, tgt))
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    outputs: dict[bool, list] = {}
+    for _ in range(args.rounds):
+        for fast in (False, True):
+            s, outputs[fast] = decode_seconds(translate, sets, opts, fast)
+            seconds[fast].append(s)
+    torch.set_num_threads(threads)
+    n = sum(len(t) for t, _, _ in sets)
+    differ = sum(
+        a != b
+        for x, y in zip(outputs[False], outputs[True], strict=True)
+        for a, b in zip(x, y, strict=True)
+    )
+    print(
+        f"\nGreedy decoding of {args.sentences} FLORES dev sentences x {len(DIRECTIONS)} "
+        f"directions ({n}) on one thread, best / mean of {args.rounds} rounds "
+        f"(torch {torch.__version__})\n"
+    )
+    rows = [
+        (
+            name,
+            f"{min(seconds[fast]):.1f}",
+            f"{statistics.mean(seconds[fast]):.1f}",
+            "-" if not fast else f"{differ} of {n}",
+        )
+        for name, fast in (("transformers forward", False), ("incremental.PrenormSteps", True))
+    ]
+    print_table(("decoding path", "s (best)", "s (mean)", "translations that differ"), rows)
+
+    with open(RELEASE / "predictions.csv", encoding="utf-8", newline="") as f:
+        groups = collections.defaultdict(list)
+        for row in csv.DictReader(f):
+            groups[(row["benchmark"], row["direction"])].append(row)
+    results, timing = {}, {}
+    for name, fn in (("one pass per figure", score_per_figure), ("scoring.score", score_one_pass)):
+        start = time.perf_counter()
+        results[name] = [
+            fn([r["hypothesis"] for r in g], [r["reference"] for r in g]) for g in groups.values()
+        ]
+        timing[name] = time.perf_counter() - start
+    same = results["one pass per figure"] == results["scoring.score"]
+    print(
+        f"\nScoring the release's {sum(len(g) for g in groups.values())} test translations "
+        f"({len(groups)} sets: corpus BLEU, chrF, chrF++ and each sentence's chrF++) in one "
+        "process\n"
+    )
+    print_table(
+        ("scoring", "s", "same figures"),
+        [
+            (k, f"{v:.1f}", "" if k != "scoring.score" else ("yes" if same else "no"))
+            for k, v in timing.items()
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()
