@@ -878,6 +878,68 @@ def test_attention_kernels_compute_the_same_model(attention):
         Translation().build_model(_prior_cfg("pre_nano", attention="flash"), [])
 
 
+@pytest.mark.parametrize("lexical", ["table+copy", "none"])
+def test_the_loss_reads_only_the_labelled_positions(lexical):
+    import torch
+    import torch.nn.functional as F
+
+    from usecases.translation.batching import IGNORE
+    from usecases.translation.lexicon import lexicon_tables
+    from usecases.translation.models import pre_nano
+    from usecases.translation.task import Translation
+
+    x = torch.tensor([[5, 14, 15, 11, 12, 13, EOS], [8, 14, 15, EOS, PAD, PAD, PAD]])
+    batch = {
+        "input_ids": x,
+        "attention_mask": (x != PAD).long(),
+        "decoder_input_ids": torch.tensor([[5, 21, 11, 7, 9], [8, 17, 5, PAD, PAD]]),
+        "labels": torch.tensor([[21, 11, 7, 9, EOS], [17, 5, EOS, IGNORE, IGNORE]]),
+    }
+    torch.manual_seed(0)
+    model = pre_nano(vocab_size=40, lexical_prior=lexical != "none", copy_prior=lexical != "none")
+    if lexical != "none":
+        toy = [(5 + 3 * (i % 2), [9 + i % 20, 10 + i % 13], [12 + i % 25, EOS]) for i in range(60)]
+        model.set_lexicon(*lexicon_tables(toy, 40, k=3))
+        with torch.no_grad():
+            model.lex_gate.fill_(2.0)
+            model.copy_gate.fill_(0.5)
+            model.copy_flags.fill_(3)
+    with torch.no_grad():
+        model.final_logits_bias.normal_()
+    cfg = types.SimpleNamespace(
+        optim=types.SimpleNamespace(label_smoothing=0.1),
+        data=types.SimpleNamespace(decoder_dropout=0.0),
+    )
+    grads = []
+    for path in ("forward", "labelled"):
+        model.zero_grad()
+        if path == "forward":
+            full = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+            loss = F.cross_entropy(
+                full.flatten(0, 1),
+                batch["labels"].flatten(),
+                ignore_index=IGNORE,
+                label_smoothing=0.1,
+            )
+        else:
+            loss = Translation().loss_fn(cfg)(model, batch)
+        loss.backward()
+        grads.append((loss.item(), model.model.encoder.layers[0].fc1.weight.grad.clone()))
+    assert grads[0][0] == pytest.approx(grads[1][0], abs=1e-6)
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-6) and grads[0][1].abs().sum() > 0
+    if lexical != "none":
+        logits, labels = model.labelled_logits(
+            batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"], batch["labels"]
+        )
+        keep = batch["labels"] != IGNORE
+        assert labels.tolist() == batch["labels"][keep].tolist() and len(labels) == 8
+        assert torch.allclose(logits, full[keep], atol=1e-5)
+        pointer = pre_nano(vocab_size=40, lexical_prior=True, copy_pointer=True)
+        dec, lab = batch["decoder_input_ids"], batch["labels"]
+        with pytest.raises(ValueError, match="copy pointer"):
+            pointer.labelled_logits(*(batch[k] for k in ("input_ids", "attention_mask")), dec, lab)
+
+
 def test_test_sets_translate_the_same_in_worker_processes(tmp_path):
     import types
 

@@ -256,6 +256,36 @@ class LexicalPriorMixin:
         ids = prior["pointer_ids"][:, None, :].expand_as(gain)
         return logits.scatter_add(2, ids, gain.to(logits.dtype))
 
+    def labelled_logits(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        decoder_input_ids: torch.Tensor,
+        labels: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits ([N, V], float32) of the N target positions that have a label (not
+        `batching.IGNORE`), and those labels: what `forward` computes there, without the output
+        layer and the priors' work on the padding, which is about 30 % of the target positions
+        of the default's training batches (a training step took about a quarter less time).
+        Not with the copy pointer, whose bias needs every position (`forward`)."""
+        from usecases.translation.batching import IGNORE
+
+        if self.copy_pointer:
+            raise ValueError("labelled_logits: the copy pointer needs forward's full logits")
+        keep = labels != IGNORE
+        hidden = self.model(  # type: ignore[attr-defined]
+            input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids
+        ).last_hidden_state[keep]
+        logits = self.lm_head(hidden).float()  # type: ignore[attr-defined]
+        bias = self.final_logits_bias.float()  # type: ignore[attr-defined]
+        prior = self.lexical_inputs(input_ids)
+        if prior:
+            bias = bias + self.lex_gate * prior["lexical_bias"]
+            if self.copy_prior:
+                bias = bias + self.copy_gate * prior["copy_bias"]
+            bias = bias.index_select(0, keep.nonzero()[:, 0])  # each position's sentence
+        return logits + bias, labels[keep]
+
     def forward(self, input_ids=None, encoder_outputs=None, **kwargs):  # type: ignore[no-untyped-def]
         out = super().forward(  # type: ignore[misc]
             input_ids=input_ids, encoder_outputs=encoder_outputs, **kwargs

@@ -119,6 +119,23 @@ def _d(cfg: Config) -> MTDataConfig:
     return cfg.data  # type: ignore[return-value]
 
 
+def labelled_logits(
+    model: nn.Module, batch: dict[str, Any], dec: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels for the loss, [N, V] and [N] (labels may hold IGNORE): only the
+    labelled positions' for a model with the priors (`LexicalPriorMixin.labelled_logits`),
+    every position's through `forward` for the others (and under a DDP or compile wrapper,
+    whose forward must run)."""
+    if isinstance(model, LexicalPriorMixin) and not model.copy_pointer:
+        return model.labelled_logits(
+            batch["input_ids"], batch["attention_mask"], dec, batch["labels"]
+        )
+    logits = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=dec
+    ).logits
+    return logits.flatten(0, 1).float(), batch["labels"].flatten()
+
+
 def drop_target_words(dec: torch.Tensor, p: float, pad_id: int) -> torch.Tensor:
     """Decoder inputs with each token after the first (the start token) replaced by `pad_id`
     with probability `p` (padding stays padding); draws from torch's seeded global generator."""
@@ -448,17 +465,8 @@ class Translation(UseCase):
             dec = batch["decoder_input_ids"]
             if p > 0 and model.training:
                 dec = drop_target_words(dec, p, model.config.pad_token_id)
-            logits = model(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                decoder_input_ids=dec,
-            ).logits
-            return F.cross_entropy(
-                logits.flatten(0, 1).float(),
-                batch["labels"].flatten(),
-                ignore_index=IGNORE,
-                label_smoothing=smoothing,
-            )
+            logits, labels = labelled_logits(model, batch, dec)
+            return F.cross_entropy(logits, labels, ignore_index=IGNORE, label_smoothing=smoothing)
 
         return loss
 
@@ -479,17 +487,10 @@ class Translation(UseCase):
 
             total, count, refs, vocab_ids = 0.0, 0, [], []
             for batch in loader:
-                logits = model(
-                    input_ids=batch["input_ids"],
-                    attention_mask=batch["attention_mask"],
-                    decoder_input_ids=batch["decoder_input_ids"],
-                ).logits.float()
+                logits, labels = labelled_logits(model, batch, batch["decoder_input_ids"])
                 n = (batch["labels"] != IGNORE).sum().item()
                 total += F.cross_entropy(
-                    logits.flatten(0, 1),
-                    batch["labels"].flatten(),
-                    ignore_index=IGNORE,
-                    reduction="sum",
+                    logits, labels, ignore_index=IGNORE, reduction="sum"
                 ).item()
                 count += n
                 sources = [
