@@ -25,16 +25,16 @@ from pathlib import Path
 
 import torch
 
-from mt_budget import DIRECTIONS, print_table
+from mt_budget import DIRECTIONS, dev_sources, print_table
 from usecases.core.config import compose
 from usecases.core.registry import get_usecase
 from usecases.core.stages import load_model
 from usecases.core.trainer import amp_context
-from usecases.translation import corpus, decode
+from usecases.translation import decode
 from usecases.translation.batching import IGNORE
 from usecases.translation.decode import DecodeOptions
 from usecases.translation.models import ATTENTION
-from usecases.translation.task import oriented, read_summary_labels
+from usecases.translation.task import read_summary_labels
 from usecases.translation.vocab import PAD
 
 
@@ -93,12 +93,7 @@ def main() -> None:
         model, rmeta, _ = load_model(release)
         translate = uc.translator(model, rmeta)
         opts = DecodeOptions.from_meta(rmeta)
-        dev = [x for x in uc.pairs(cfg) if x.corpus == "flores" and x.split == "dev"]
-        sets = []
-        for d in DIRECTIONS:
-            src, _, tgt = d.partition("-")
-            rows = oriented(dev, src, tgt)[: args.sentences]
-            sets.append(([corpus.nfc(s) for s, _, _ in rows], src, tgt))
+        sets = dev_sources(uc, cfg, args.sentences)
 
     steps: dict[str, list[float]] = {a: [] for a in ATTENTION}
     losses: dict[str, float] = {}

@@ -49,6 +49,18 @@ DIRECTIONS = (
 )
 
 
+def dev_sources(uc, cfg, sentences: int) -> list[tuple[list[str], str, str]]:
+    """(sources, source language, target language) of the first `sentences` FLORES-200 dev
+    sentences in each of DIRECTIONS (NFC), for the decoding benchmarks."""
+    dev = [x for x in uc.pairs(cfg) if x.corpus == "flores" and x.split == "dev"]
+    sets = []
+    for d in DIRECTIONS:
+        src, _, tgt = d.partition("-")
+        rows = oriented(dev, src, tgt)[:sentences]
+        sets.append(([corpus.nfc(s) for s, _, _ in rows], src, tgt))
+    return sets
+
+
 def lr_factor(frac: float, warmup: float = 0.2) -> float:
     """Linear warm-up over the first `warmup` of the budget, then cosine decay to zero."""
     if frac < warmup:

@@ -28,13 +28,12 @@ from pathlib import Path
 
 import torch
 
-from mt_budget import DIRECTIONS, print_table
+from mt_budget import DIRECTIONS, dev_sources, print_table
 from usecases.core.config import compose
 from usecases.core.registry import get_usecase
 from usecases.core.stages import load_model
 from usecases.translation import corpus, incremental, scoring
 from usecases.translation.decode import DecodeOptions
-from usecases.translation.task import oriented
 
 RELEASE = Path("models/translation/pre_nano")
 
@@ -90,12 +89,7 @@ def main() -> None:
     model, meta, _ = load_model(RELEASE)
     translate = uc.translator(model, meta)
     opts = DecodeOptions.from_meta(meta)
-    dev = [x for x in uc.pairs(cfg) if x.corpus == "flores" and x.split == "dev"]
-    sets = []
-    for d in DIRECTIONS:
-        src, _, tgt = d.partition("-")
-        rows = oriented(dev, src, tgt)[: args.sentences]
-        sets.append(([corpus.nfc(s) for s, _, _ in rows], src, tgt))
+    sets = dev_sources(uc, cfg, args.sentences)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

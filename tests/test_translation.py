@@ -473,20 +473,17 @@ def test_greedy_decoding_chooses_what_transformers_generate_chooses(lexical):
             assert plain != ours
 
 
-@pytest.mark.parametrize("lexical", ["none", "table+copy"])
-def test_incremental_steps_compute_the_models_logits(lexical):
+def _toy_prior_model(priors: bool):
+    """A tiny `pre_nano` (vocabulary 40) with a random output bias and, with `priors`, a lexical
+    prior for sources tagged 5 or 8 and a copy prior that offers every word after the first."""
     import torch
 
-    from usecases.translation import incremental
-    from usecases.translation.batching import pad
     from usecases.translation.lexicon import lexicon_tables
-    from usecases.translation.models import encode, pre_nano
+    from usecases.translation.models import pre_nano
 
     torch.manual_seed(0)
-    model = pre_nano(
-        vocab_size=40, lexical_prior=lexical != "none", copy_prior=lexical != "none"
-    ).eval()
-    if lexical != "none":
+    model = pre_nano(vocab_size=40, lexical_prior=priors, copy_prior=priors)
+    if priors:
         toy = [(5 + 3 * (i % 2), [9 + i % 20, 10 + i % 13], [12 + i % 25, EOS]) for i in range(60)]
         model.set_lexicon(*lexicon_tables(toy, 40, k=3))
         with torch.no_grad():
@@ -495,6 +492,18 @@ def test_incremental_steps_compute_the_models_logits(lexical):
             model.copy_flags.fill_(3)
     with torch.no_grad():
         model.final_logits_bias.normal_()
+    return model
+
+
+@pytest.mark.parametrize("lexical", ["none", "table+copy"])
+def test_incremental_steps_compute_the_models_logits(lexical):
+    import torch
+
+    from usecases.translation import incremental
+    from usecases.translation.batching import pad
+    from usecases.translation.models import encode, pre_nano
+
+    model = _toy_prior_model(lexical != "none").eval()
     sources = [[5, 9, 11, 13, EOS], [8, 10, EOS], [5, 12, 14, 16, 18, 20, EOS], [8, 7, 9, EOS]]
     x = pad(sources, PAD)
     mask = pad([[1] * len(s) for s in sources], 0)
@@ -884,7 +893,6 @@ def test_the_loss_reads_only_the_labelled_positions(lexical):
     import torch.nn.functional as F
 
     from usecases.translation.batching import IGNORE
-    from usecases.translation.lexicon import lexicon_tables
     from usecases.translation.models import pre_nano
     from usecases.translation.task import Translation
 
@@ -895,17 +903,7 @@ def test_the_loss_reads_only_the_labelled_positions(lexical):
         "decoder_input_ids": torch.tensor([[5, 21, 11, 7, 9], [8, 17, 5, PAD, PAD]]),
         "labels": torch.tensor([[21, 11, 7, 9, EOS], [17, 5, EOS, IGNORE, IGNORE]]),
     }
-    torch.manual_seed(0)
-    model = pre_nano(vocab_size=40, lexical_prior=lexical != "none", copy_prior=lexical != "none")
-    if lexical != "none":
-        toy = [(5 + 3 * (i % 2), [9 + i % 20, 10 + i % 13], [12 + i % 25, EOS]) for i in range(60)]
-        model.set_lexicon(*lexicon_tables(toy, 40, k=3))
-        with torch.no_grad():
-            model.lex_gate.fill_(2.0)
-            model.copy_gate.fill_(0.5)
-            model.copy_flags.fill_(3)
-    with torch.no_grad():
-        model.final_logits_bias.normal_()
+    model = _toy_prior_model(lexical != "none")
     cfg = types.SimpleNamespace(
         optim=types.SimpleNamespace(label_smoothing=0.1),
         data=types.SimpleNamespace(decoder_dropout=0.0),
