@@ -16,8 +16,8 @@ same weights, on buffers it allocates once per batch:
 
 `tests/test_translation.py` checks its logits against the model's own forward at every step
 and its greedy translations against `model.generate`. Models it does not cover (the copy
-pointer, the Marian layout, any `hf_seq2seq` checkpoint) decode through `transformers`
-(`supports`).
+pointer, the Marian layout, `hf_seq2seq` checkpoints of other families than mBART) decode
+through `transformers` (`supports`).
 """
 
 from __future__ import annotations
