@@ -110,7 +110,7 @@ def greedy(
     fast = (
         incremental.PrenormSteps(model, enc, mask, max_new) if incremental.supports(model) else None
     )
-    cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+    cache = EncoderDecoderCache(DynamicCache(), DynamicCache()) if fast is None else None
     seqs = first.view(-1, 1)
     live = torch.arange(x.shape[0])  # batch row of each row of `seqs`
     running = torch.ones(x.shape[0], dtype=torch.bool)  # rows of `seqs` not ended yet

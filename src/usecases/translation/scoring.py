@@ -36,8 +36,10 @@ def score(hyps: list[str], refs: list[str], brief: bool = False) -> dict[str, An
     return _score(hyps, refs, brief)[0]
 
 
-def _score(hyps: list[str], refs: list[str], brief: bool) -> tuple[dict[str, Any], list[float]]:
-    """`score`, and each sentence's chrF++. One pass of sacrebleu's chrF++ statistics gives all
+def _score(
+    hyps: list[str], refs: list[str], brief: bool, sentences: bool = False
+) -> tuple[dict[str, Any], list[float]]:
+    """`score`, and with `sentences` each sentence's chrF++ (else []). One pass of sacrebleu's chrF++ statistics gives all
     the chrF figures: a sentence's statistics are its (hypothesis, reference, match) counts per
     n-gram order, character orders first, so the corpus chrF++ is the score of their sum and
     the corpus chrF the score of that sum's character part (sacrebleu's own statistics and
@@ -61,7 +63,7 @@ def _score(hyps: list[str], refs: list[str], brief: bool) -> tuple[dict[str, Any
     if not brief:
         out["length_ratio"] = round(sum(len(x) for x in h) / max(1, sum(len(x) for x in r[0])), 3)
         out["n"] = len(h)
-    return out, [chrfpp._compute_score_from_stats(x).score for x in stats]
+    return out, [chrfpp._compute_score_from_stats(x).score for x in stats] if sentences else []
 
 
 _TOKEN = re.compile(r"\w+(?:[.,:]\d+)*")
@@ -93,7 +95,7 @@ def score_set(job: tuple) -> tuple[dict[str, Any], list[str]]:
     (formatted as in predictions.csv). `job` = (hyps, sources, refs, glossary drafts, cleaned
     references or None)."""
     hyps, srcs, refs, drafts, cleaned = job
-    entry, sentences = _score(hyps, refs, brief=False)
+    entry, sentences = _score(hyps, refs, brief=False, sentences=True)
     entry["names_numbers"] = kept_names_numbers(hyps, srcs, refs)
     entry["baselines"] = {
         "copy_source": score(srcs, refs, brief=True),
