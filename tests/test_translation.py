@@ -473,17 +473,18 @@ def test_greedy_decoding_chooses_what_transformers_generate_chooses(lexical):
             assert plain != ours
 
 
-def _toy_prior_model(priors: bool):
-    """A tiny `pre_nano` (vocabulary 40) with a random output bias and, with `priors`, a lexical
-    prior for sources tagged 5 or 8 and a copy prior that offers every word after the first."""
+def _toy_prior_model(tables: bool):
+    """A tiny `pre_nano` (vocabulary 40) with the lexical and copy priors and a random output
+    bias; with `tables`, a lexical table for sources tagged 5 or 8 and a copy prior that offers
+    every word after the first (without, the priors add nothing)."""
     import torch
 
     from usecases.translation.lexicon import lexicon_tables
     from usecases.translation.models import pre_nano
 
     torch.manual_seed(0)
-    model = pre_nano(vocab_size=40, lexical_prior=priors, copy_prior=priors)
-    if priors:
+    model = pre_nano(vocab_size=40, lexical_prior=True, copy_prior=True)
+    if tables:
         toy = [(5 + 3 * (i % 2), [9 + i % 20, 10 + i % 13], [12 + i % 25, EOS]) for i in range(60)]
         model.set_lexicon(*lexicon_tables(toy, 40, k=3))
         with torch.no_grad():
@@ -495,7 +496,7 @@ def _toy_prior_model(priors: bool):
     return model
 
 
-@pytest.mark.parametrize("lexical", ["none", "table+copy"])
+@pytest.mark.parametrize("lexical", ["no tables", "table+copy"])
 def test_incremental_steps_compute_the_models_logits(lexical):
     import torch
 
@@ -503,7 +504,7 @@ def test_incremental_steps_compute_the_models_logits(lexical):
     from usecases.translation.batching import pad
     from usecases.translation.models import encode, pre_nano
 
-    model = _toy_prior_model(lexical != "none").eval()
+    model = _toy_prior_model(lexical != "no tables").eval()
     sources = [[5, 9, 11, 13, EOS], [8, 10, EOS], [5, 12, 14, 16, 18, 20, EOS], [8, 7, 9, EOS]]
     x = pad(sources, PAD)
     mask = pad([[1] * len(s) for s in sources], 0)
@@ -887,7 +888,7 @@ def test_attention_kernels_compute_the_same_model(attention):
         Translation().build_model(_prior_cfg("pre_nano", attention="flash"), [])
 
 
-@pytest.mark.parametrize("lexical", ["table+copy", "none"])
+@pytest.mark.parametrize("lexical", ["table+copy", "no tables"])
 def test_the_loss_reads_only_the_labelled_positions(lexical):
     import torch
     import torch.nn.functional as F
@@ -903,7 +904,7 @@ def test_the_loss_reads_only_the_labelled_positions(lexical):
         "decoder_input_ids": torch.tensor([[5, 21, 11, 7, 9], [8, 17, 5, PAD, PAD]]),
         "labels": torch.tensor([[21, 11, 7, 9, EOS], [17, 5, EOS, IGNORE, IGNORE]]),
     }
-    model = _toy_prior_model(lexical != "none")
+    model = _toy_prior_model(lexical != "no tables")  # the labelled path either way
     cfg = types.SimpleNamespace(
         optim=types.SimpleNamespace(label_smoothing=0.1),
         data=types.SimpleNamespace(decoder_dropout=0.0),
@@ -925,17 +926,16 @@ def test_the_loss_reads_only_the_labelled_positions(lexical):
         grads.append((loss.item(), model.model.encoder.layers[0].fc1.weight.grad.clone()))
     assert grads[0][0] == pytest.approx(grads[1][0], abs=1e-6)
     assert torch.allclose(grads[0][1], grads[1][1], atol=1e-6) and grads[0][1].abs().sum() > 0
-    if lexical != "none":
-        logits, labels = model.labelled_logits(
-            batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"], batch["labels"]
-        )
-        keep = batch["labels"] != IGNORE
-        assert labels.tolist() == batch["labels"][keep].tolist() and len(labels) == 8
-        assert torch.allclose(logits, full[keep], atol=1e-5)
-        pointer = pre_nano(vocab_size=40, lexical_prior=True, copy_pointer=True)
-        dec, lab = batch["decoder_input_ids"], batch["labels"]
-        with pytest.raises(ValueError, match="copy pointer"):
-            pointer.labelled_logits(*(batch[k] for k in ("input_ids", "attention_mask")), dec, lab)
+    logits, labels = model.labelled_logits(
+        batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"], batch["labels"]
+    )
+    keep = batch["labels"] != IGNORE
+    assert labels.tolist() == batch["labels"][keep].tolist() and len(labels) == 8
+    assert torch.allclose(logits, full[keep], atol=1e-5)
+    pointer = pre_nano(vocab_size=40, lexical_prior=True, copy_pointer=True)
+    dec, lab = batch["decoder_input_ids"], batch["labels"]
+    with pytest.raises(ValueError, match="copy pointer"):
+        pointer.labelled_logits(*(batch[k] for k in ("input_ids", "attention_mask")), dec, lab)
 
 
 def test_test_sets_translate_the_same_in_worker_processes(tmp_path):
