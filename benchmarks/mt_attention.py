@@ -8,8 +8,9 @@ under bf16 autocast, the use case's loss, backward, AdamW) on each kernel of `da
 the kernels taking turns for `--rounds` rounds so that a slower minute of a shared machine falls
 on all of them. Decoding: the released default (`models/translation/pre_nano`) translates
 `--sentences` held-out FLORES-200 dev sentences in each of the 8 directions of `mt_budget.py`,
-greedy, on one thread, on each kernel (bypassing `decoding_attention`, which always decodes on
-the fused one). Prints seconds per training step and per decoding pass, and the last training
+greedy, on one thread, on each kernel, through `transformers`' forward (bypassing
+`decoding_attention`, which decodes on the fused one, and `incremental.PrenormSteps`, which
+the release's greedy decoding uses and which has its own attention). Prints seconds per training step and per decoding pass, and the last training
 loss (the kernels compute the same model; rounding differs under bf16).
 
 Needs the prepared corpus and the released default (`dvc repro report@3` or `make repro`).
@@ -30,7 +31,7 @@ from usecases.core.config import compose
 from usecases.core.registry import get_usecase
 from usecases.core.stages import load_model
 from usecases.core.trainer import amp_context
-from usecases.translation import decode
+from usecases.translation import decode, incremental
 from usecases.translation.batching import IGNORE
 from usecases.translation.decode import DecodeOptions
 from usecases.translation.models import ATTENTION
@@ -85,8 +86,10 @@ def main() -> None:
         int((b["input_ids"] != PAD).sum() + (b["labels"] != IGNORE).sum()) for b in batches
     )
 
-    # Decode on the kernel under test, not on the fused one that generate() switches to.
+    # Decode on the kernel under test, not on the fused one that generate() switches to, and
+    # through transformers' forward, not through PrenormSteps (its own attention).
     decode.decoding_attention = lambda model: contextlib.nullcontext()
+    incremental.supports = lambda model: False
     translate = None
     release = Path("models/translation/pre_nano")
     if (release / "weights.safetensors").is_file():

@@ -175,7 +175,9 @@ def generate(
     """Token ids out for token ids in, in input order; batches are sorted by length. With
     `min_ratio`, no output ends before min_ratio x its source's tokens; `starts` gives each
     sentence's first decoder input (default: the codec's `start_id`). A model that trains on the
-    math attention kernel decodes on the fused one (`models.decoding_attention`)."""
+    math attention kernel decodes on the fused one (`models.decoding_attention`) where it decodes
+    through `transformers` (greedy decoding of the pre-norm models goes through
+    `incremental.PrenormSteps` and its own attention)."""
     model.eval()
     with decoding_attention(model):
         return _generate(model, sources, opts, codec, min_ratio, starts)

@@ -36,7 +36,9 @@ SIZES = {
 # default's short sentences (4 heads of 32, under 100 tokens) is far cheaper: a default training
 # step took 0.165 s against 0.215 s (benchmarks/mt_attention.py); "eager": transformers' own
 # matmul-softmax code (as fast as math there).
-# Decoding always runs on the fused kernel (`decoding_attention`).
+# Decoding through transformers (beam search, the copy pointer) runs on the fused kernel
+# (`decoding_attention`); the pre-norm models' greedy decoding runs through
+# `incremental.PrenormSteps`, which has its own attention.
 ATTENTION = {"math": "sdpa_math", "sdpa": "sdpa", "eager": "eager"}
 
 
