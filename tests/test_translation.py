@@ -8,6 +8,7 @@ import contextlib
 import csv
 import json
 import os
+import random
 import subprocess
 import sys
 import types
@@ -22,10 +23,10 @@ from usecases.core.data import DataError
 from usecases.core.registry import get_usecase
 from usecases.translation import corpus, scoring
 from usecases.translation.batching import TokenBatchSampler, competence, token_batches
-from usecases.translation.decode import DecodeOptions, MinLength, generate
+from usecases.translation.decode import DecodeOptions, MinLength, OnlyAllowed, generate
 from usecases.translation.glossary import Glossary
-from usecases.translation.task import length_ratios
-from usecases.translation.vocab import EOS, PAD, Vocab, tag, train_spm
+from usecases.translation.task import direction_statistics, length_ratios
+from usecases.translation.vocab import EOS, PAD, Vocab, pack_ids, tag, train_spm, unpack_ids
 
 from .conftest import REPO, smoke_overrides
 
@@ -268,6 +269,16 @@ def test_token_batches_cover_every_example_once_within_budget():
         assert width * len(b) <= 200 or len(b) == 1
     assert token_batches(lengths, 200, seed=1) == batches
     assert token_batches(lengths, 200, seed=2) != batches
+    # Pairs whose target is as long as the source or three times longer: batches sorted by the
+    # longer side keep padding under 5 % of the padded tokens (by source length alone: 7.5 %).
+    rng = random.Random(0)
+    lengths = [(n, n if rng.random() < 0.5 else 3 * n) for n in rng.choices(range(5, 31), k=600)]
+    batches = token_batches(lengths, 400, seed=1)
+    real = sum(sum(lengths[i]) for b in batches for i in b)
+    padded = sum(
+        len(b) * (max(lengths[i][0] for i in b) + max(lengths[i][1] for i in b)) for b in batches
+    )
+    assert 1 - real / padded < 0.05
 
 
 def test_token_sampler_epochs_are_a_function_of_seed_and_epoch():
@@ -441,6 +452,12 @@ def test_greedy_decoding_chooses_what_transformers_generate_chooses(lexical):
             model.final_logits_bias[0, EOS] = eos_bias
         opts = DecodeOptions(length_b=6, min_length=0.5, batch_size=4, repetition_penalty=penalty)
         ours = generate(model, sources, opts, codec, min_ratio=0.5, starts=starts)
+        # A target language's vocabulary (ids 20-27): each batch may also write its sources'
+        # own subwords and the end token, nothing else.
+        vocabulary = torch.zeros(40, dtype=torch.bool)
+        vocabulary[20:28] = True
+        kept = generate(model, sources, opts, codec, 0.5, starts, vocabulary=vocabulary)
+        escaped = False  # whether an unrestricted translation wrote a barred subword
         order = sorted(range(len(sources)), key=lambda i: len(sources[i]))  # generate's batches
         capped = 0
         for b in range(0, len(order), opts.batch_size):
@@ -448,6 +465,26 @@ def test_greedy_decoding_chooses_what_transformers_generate_chooses(lexical):
             x = pad([sources[i] for i in idx], PAD)
             max_new = int(opts.length_a * x.shape[1] + opts.length_b)
             floor = torch.tensor([min(int(0.5 * (len(sources[i]) - 2)), max_new - 1) for i in idx])
+            allowed = set(range(20, 28)) | {w for i in idx for w in sources[i][1:]} | {EOS}
+            for i in idx:  # the start token, then only what the batch may write
+                assert set(kept[i][1:]) <= allowed, (i, kept[i], sorted(allowed))
+                escaped |= not set(ours[i][1:]) <= allowed
+            barred = OnlyAllowed(torch.tensor(sorted(allowed)), 40)
+            theirs_kept = model.generate(
+                input_ids=x,
+                attention_mask=pad([[1] * len(sources[i]) for i in idx], 0),
+                num_beams=1,
+                do_sample=False,
+                max_new_tokens=max_new,
+                no_repeat_ngram_size=opts.no_repeat_ngram,
+                repetition_penalty=opts.repetition_penalty,
+                decoder_start_token_id=torch.tensor([starts[i] for i in idx]),
+                pad_token_id=PAD,
+                eos_token_id=EOS,
+                logits_processor=LogitsProcessorList([MinLength(floor, EOS), barred]),
+            ).tolist()
+            for i, row in zip(idx, theirs_kept, strict=True):
+                assert kept[i] == row[: row.index(EOS) + 1], f"sentence {i}, restricted"
             theirs = model.generate(
                 input_ids=x,
                 attention_mask=pad([[1] * len(sources[i]) for i in idx], 0),
@@ -466,6 +503,7 @@ def test_greedy_decoding_chooses_what_transformers_generate_chooses(lexical):
                 assert ours[i] == row, f"sentence {i}, end-token bias {eos_bias}"
                 capped += len(row) == max_new + 1
         assert len({len(row) for row in ours}) > 2
+        assert (kept != ours) == escaped  # the same choices wherever nothing was barred
         assert (capped > 0) == (eos_bias == 0.0)
         if lexical != "none":  # the prior changes the choices of the same Transformer weights
             torch.manual_seed(3)
@@ -923,9 +961,20 @@ def test_the_loss_reads_only_the_labelled_positions(lexical):
         else:
             loss = Translation().loss_fn(cfg)(model, batch)
         loss.backward()
-        grads.append((loss.item(), model.model.encoder.layers[0].fc1.weight.grad.clone()))
-    assert grads[0][0] == pytest.approx(grads[1][0], abs=1e-6)
-    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-6) and grads[0][1].abs().sum() > 0
+        grads.append(
+            (
+                loss.item(),
+                {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None},
+            )
+        )
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-6)
+    # Every gradient, the tied embeddings' and the priors' gates' included (the training loss
+    # is `losses.output_cross_entropy`, which computes them itself).
+    assert grads[0][1].keys() == grads[1][1].keys()
+    assert ("lex_gate" in grads[0][1]) == (lexical != "no tables")
+    for name, grad in grads[0][1].items():
+        assert torch.allclose(grad, grads[1][1][name], rtol=1e-5, atol=1e-6), name
+    assert grads[0][1]["model.shared.weight"].abs().sum() > 0
     logits, labels = model.labelled_logits(
         batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"], batch["labels"]
     )
@@ -936,6 +985,47 @@ def test_the_loss_reads_only_the_labelled_positions(lexical):
     dec, lab = batch["decoder_input_ids"], batch["labels"]
     with pytest.raises(ValueError, match="copy pointer"):
         pointer.labelled_logits(*(batch[k] for k in ("input_ids", "attention_mask")), dec, lab)
+    with pytest.raises(ValueError, match="labelled_loss: the copy pointer"):
+        pointer.labelled_loss(*(batch[k] for k in ("input_ids", "attention_mask")), dec, lab)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_output_cross_entropy_is_the_separate_operations_loss(smoothing):
+    import torch
+    import torch.nn.functional as F
+
+    from usecases.translation.losses import output_cross_entropy
+
+    torch.manual_seed(0)
+    n, d, vocab = 11, 6, 23
+    hidden, weight = torch.randn(n, d), torch.randn(vocab, d)
+    prior, gate = torch.randn(3, vocab) * 3, torch.tensor(0.7)
+    rows, labels = torch.tensor([0] * 4 + [1] * 2 + [2] * 5), torch.randint(0, vocab, (n,))
+
+    def run(fused: bool, autocast: bool = False):
+        h, w, g = (t.clone().requires_grad_() for t in (hidden, weight, gate))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            if fused:  # chunks of 4 rows: three chunks, the last one short
+                loss = output_cross_entropy(h, w, g * prior, rows, labels, smoothing, chunk=4)
+            else:
+                logits = F.linear(h, w).float() + (g * prior)[rows]
+                loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
+        (2 * loss).backward()  # the incoming gradient scales every gradient
+        return loss.detach(), h.grad, w.grad, g.grad
+
+    for autocast, tol in ((False, 1e-5), (True, 2e-2)):
+        expected, got = run(False, autocast), run(True, autocast)
+        for name, a, b in zip(("loss", "hidden", "weight", "gate"), expected, got, strict=True):
+            assert b.dtype == a.dtype, name
+            assert torch.allclose(a, b, rtol=tol, atol=tol), (autocast, name, a, b)
+    # Without gradients (a validation loss) it is the same figure.
+    with torch.no_grad():
+        plain = output_cross_entropy(hidden, weight, gate * prior, rows, labels, smoothing)
+    assert plain.item() == pytest.approx(run(False)[0].item(), abs=1e-5)
+    with pytest.raises(ValueError, match="11 hidden rows, 10 sentence indices and 11 labels"):
+        output_cross_entropy(hidden, weight, prior, rows[:10], labels)
+    with pytest.raises(ValueError, match="label smoothing 1.0: expected a value in"):
+        output_cross_entropy(hidden, weight, prior, rows, labels, 1.0)
 
 
 def test_test_sets_translate_the_same_in_worker_processes(tmp_path):
@@ -1036,6 +1126,16 @@ def test_length_ratios_are_medians_of_the_training_pairs(tmp_path):
     pairs.append(corpus.Pair("mafand", "test", "fra", "fon", 9, "a b c d e f g h", "x"))
     ratios = length_ratios(v, pairs)
     assert set(ratios) == {"fra-fon", "fon-fra"}  # test pairs do not count
+    # Each language's output vocabulary: the ids of its training text, and it survives the
+    # trip through a release's metadata.
+    _, target_vocab = direction_statistics(v, pairs)
+    assert set(target_vocab) == {"fra", "fon"}
+    for lang, texts in (("fra", FR), ("fon", FON)):
+        ids = {i for row in v.encode_target(texts) for i in row}
+        assert target_vocab[lang] == sorted(ids)
+        mask = unpack_ids(pack_ids(target_vocab[lang], 130))
+        assert mask.shape == (130,) and mask.nonzero()[:, 0].tolist() == sorted(ids)
+    assert target_vocab["fra"] != target_vocab["fon"]
     fwd = sorted(
         (len(v.encode_target([o])[0]) / len(v.encode_target([f])[0]))
         for f, o in zip(FR, FON, strict=True)

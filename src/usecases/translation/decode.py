@@ -95,12 +95,14 @@ def greedy(
     min_new: torch.Tensor,
     opts: DecodeOptions,
     eos_id: int,
+    allowed: torch.Tensor | None = None,
 ) -> list[list[int]]:
     """Greedy decoding of one padded batch `x` (its `mask`: 1 on tokens, 0 on padding): the
     choices of `model.generate(num_beams=1)` with the same repetition penalty, no-repeat
     n-grams, end-of-sentence floor `min_new` (per row) and forced end at `max_new` tokens, but a
     row leaves the batch as soon as it has ended, so a batch costs what its rows still need
-    rather than what its longest row needs. Rows come back as [start, tokens..., end]."""
+    rather than what its longest row needs. With `allowed` (sorted subword ids, the end token
+    among them) no other subword is written. Rows come back as [start, tokens..., end]."""
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
     from usecases.translation import incremental
@@ -108,8 +110,14 @@ def greedy(
 
     enc = encode(model, x, mask)
     fast = (
-        incremental.PrenormSteps(model, enc, mask, max_new) if incremental.supports(model) else None
+        incremental.PrenormSteps(model, enc, mask, max_new, allowed)
+        if incremental.supports(model)
+        else None
     )
+    outside = None
+    if allowed is not None and fast is None:
+        outside = torch.ones(model.config.vocab_size, dtype=torch.bool, device=x.device)
+        outside[allowed] = False
     cache = EncoderDecoderCache(DynamicCache(), DynamicCache()) if fast is None else None
     seqs = first.view(-1, 1)
     live = torch.arange(x.shape[0])  # batch row of each row of `seqs`
@@ -130,6 +138,8 @@ def greedy(
                 .logits[:, -1, :]
                 .float()
             )
+            if outside is not None:
+                logits = logits.masked_fill(outside, float("-inf"))
         scores = _penalise_and_block(seqs, logits, opts.repetition_penalty, opts.no_repeat_ngram)
         if step == max_new - 1:  # the last step may only end the sentence
             scores = torch.full_like(scores, float("-inf"))
@@ -171,16 +181,43 @@ def generate(
     codec: Codec,
     min_ratio: float = 0.0,
     starts: list[int] | None = None,
+    vocabulary: torch.Tensor | None = None,
 ) -> list[list[int]]:
     """Token ids out for token ids in, in input order; batches are sorted by length. With
     `min_ratio`, no output ends before min_ratio x its source's tokens; `starts` gives each
-    sentence's first decoder input (default: the codec's `start_id`). A model that trains on the
+    sentence's first decoder input (default: the codec's `start_id`); with `vocabulary` (a
+    boolean mask over the subword ids: the target language's) each batch writes only those
+    subwords, its sources' own and the end token. A model that trains on the
     math attention kernel decodes on the fused one (`models.decoding_attention`) where it decodes
     through `transformers` (greedy decoding of the pre-norm models goes through
     `incremental.PrenormSteps` and its own attention)."""
     model.eval()
     with decoding_attention(model):
-        return _generate(model, sources, opts, codec, min_ratio, starts)
+        return _generate(model, sources, opts, codec, min_ratio, starts, vocabulary)
+
+
+class OnlyAllowed:
+    """A `transformers` logits processor: subwords outside `allowed` (ids) are barred."""
+
+    def __init__(self, allowed: torch.Tensor, size: int) -> None:
+        self.outside = torch.ones(size, dtype=torch.bool)
+        self.outside[allowed] = False
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return scores.masked_fill(self.outside.to(scores.device), float("-inf"))
+
+
+def allowed_ids(
+    vocabulary: torch.Tensor, words: torch.Tensor, size: int, eos_id: int
+) -> torch.Tensor:
+    """The sorted subword ids a batch may write: `vocabulary`'s (a mask, shorter than the
+    model's `size` ids when SentencePiece made fewer pieces), the sources' own (names and
+    numbers the target language's training text never held) and the end token."""
+    mask = torch.zeros(size, dtype=torch.bool)
+    mask[: len(vocabulary)] = vocabulary[:size]
+    mask[words[words < size]] = True
+    mask[eos_id] = True
+    return mask.nonzero()[:, 0]
 
 
 def _generate(
@@ -190,6 +227,7 @@ def _generate(
     codec: Codec,
     min_ratio: float,
     starts: list[int] | None,
+    vocabulary: torch.Tensor | None,
 ) -> list[list[int]]:
     from transformers import LogitsProcessorList
 
@@ -203,13 +241,22 @@ def _generate(
         max_new = int(opts.length_a * x.shape[1] + opts.length_b)
         floor = torch.tensor([int(min_ratio * source_length(sources[i])) for i in idx])
         floor = floor.clamp(max=max_new - 1)
+        allowed = None
+        if vocabulary is not None:
+            size = model.config.vocab_size
+            words = x[:, 1:][mask[:, 1:].bool()]  # the sources' subwords: no tag, no padding
+            allowed = allowed_ids(vocabulary, words, size, codec.eos_id)
         if opts.beams == 1:
-            rows = greedy(model, x, mask, first, max_new, floor, opts, codec.eos_id)
+            rows = greedy(model, x, mask, first, max_new, floor, opts, codec.eos_id, allowed)
         else:
             extra = {}
+            processors: list = []
             if min_ratio > 0:
-                barred = MinLength(floor.repeat_interleave(opts.beams), codec.eos_id)
-                extra["logits_processor"] = LogitsProcessorList([barred])
+                processors.append(MinLength(floor.repeat_interleave(opts.beams), codec.eos_id))
+            if allowed is not None:
+                processors.append(OnlyAllowed(allowed, model.config.vocab_size))
+            if processors:
+                extra["logits_processor"] = LogitsProcessorList(processors)
             rows = model.generate(
                 input_ids=x,
                 attention_mask=mask,
@@ -237,6 +284,9 @@ class Translator:
     model: torch.nn.Module
     vocab: Codec
     length_ratios: dict[str, float] = field(default_factory=dict)
+    # Each trained target language's output vocabulary (a boolean mask over the subword ids,
+    # `task.direction_statistics`); a language without one may write any subword.
+    target_vocab: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __call__(
         self, texts: list[str], src_lang: str, tgt_lang: str, opts: DecodeOptions
@@ -253,7 +303,12 @@ class Translator:
             owner += [k] * len(parts)
         ratio = opts.min_length * self.length_ratios.get(f"{src_lang}-{tgt_lang}", 1.0)
         start = [self.vocab.start_for(tgt_lang)] * len(pieces)
-        ids = generate(self.model, pieces, opts, self.vocab, ratio, start) if pieces else []
+        vocabulary = self.target_vocab.get(tgt_lang)
+        ids = (
+            generate(self.model, pieces, opts, self.vocab, ratio, start, vocabulary)
+            if pieces
+            else []
+        )
         out = [""] * len(texts)
         for k, text in zip(owner, self.vocab.decode(ids), strict=True):
             out[k] = f"{out[k]} {text}".strip()

@@ -47,7 +47,7 @@ from usecases.translation.decode import (
 from usecases.translation.glossary import Glossary
 from usecases.translation.lexicon import copy_flags, lexicon_tables
 from usecases.translation.models import ATTENTION, LexicalPriorMixin, init_embeddings_from_pairs
-from usecases.translation.vocab import Codec, HFCodec, Vocab, train_spm
+from usecases.translation.vocab import Codec, HFCodec, Vocab, pack_ids, train_spm, unpack_ids
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,20 @@ def labelled_logits(
     return logits.flatten(0, 1).float(), batch["labels"].flatten()
 
 
+def labelled_loss(
+    model: nn.Module, batch: dict[str, Any], dec: torch.Tensor, smoothing: float
+) -> torch.Tensor:
+    """The training loss: mean label-smoothed cross entropy over the labelled target positions,
+    through `LexicalPriorMixin.labelled_loss` (output layer and loss in chunks) for a model with
+    the priors, else from `labelled_logits`."""
+    if isinstance(model, LexicalPriorMixin) and not model.copy_pointer:
+        return model.labelled_loss(
+            batch["input_ids"], batch["attention_mask"], dec, batch["labels"], smoothing
+        )
+    logits, labels = labelled_logits(model, batch, dec)
+    return F.cross_entropy(logits, labels, ignore_index=IGNORE, label_smoothing=smoothing)
+
+
 def drop_target_words(dec: torch.Tensor, p: float, pad_id: int) -> torch.Tensor:
     """Decoder inputs with each token after the first (the start token) replaced by `pad_id`
     with probability `p` (padding stays padding); draws from torch's seeded global generator."""
@@ -151,14 +165,28 @@ def trained_directions(pairs: list[Pair]) -> list[tuple[str, str]]:
 
 def length_ratios(vocab: Codec, pairs: list[Pair]) -> dict[str, float]:
     """Median target/source token ratio of each trained direction, on the training pairs."""
+    return direction_statistics(vocab, pairs)[0]
+
+
+def direction_statistics(
+    vocab: Codec, pairs: list[Pair]
+) -> tuple[dict[str, float], dict[str, list[int]]]:
+    """From one encoding of the training pairs: the median target/source token ratio of each
+    trained direction, and each language's output vocabulary (the subword ids its training
+    text holds, sorted: `decode.Translator` writes a language with those, the source's own
+    subwords and the end token)."""
     ratios: dict[str, list[float]] = defaultdict(list)
+    seen: dict[str, set[int]] = defaultdict(set)
     train = [p for p in pairs if p.split == "train"]
     src = vocab.encode_target([p.src for p in train])
     tgt = vocab.encode_target([p.tgt for p in train])
     for p, a, b in zip(train, src, tgt, strict=True):
         ratios[f"{p.src_lang}-{p.tgt_lang}"].append(len(b) / len(a))
         ratios[f"{p.tgt_lang}-{p.src_lang}"].append(len(a) / len(b))
-    return {k: round(statistics.median(v), 3) for k, v in sorted(ratios.items())}
+        seen[p.src_lang].update(a)
+        seen[p.tgt_lang].update(b)
+    medians = {k: round(statistics.median(v), 3) for k, v in sorted(ratios.items())}
+    return medians, {lang: sorted(ids) for lang, ids in sorted(seen.items())}
 
 
 def oriented(pairs: list[Pair], src: str, tgt: str) -> list[tuple[str, str, int]]:
@@ -280,6 +308,9 @@ class Translation(UseCase):
                 "vocab_size": d.vocab_size,
                 "decoder_start": d.decoder_start,
             }
+        ratios, target_vocab = direction_statistics(self._codec(cfg, labels), pairs)
+        if cfg.model.name == HF_MODEL:
+            target_vocab = {}  # a pretrained model knows subwords this corpus never holds
         return {
             "arch": cfg.model.name,
             "labels": labels,
@@ -287,7 +318,8 @@ class Translation(UseCase):
             "directions": [f"{a}-{b}" for a, b in trained_directions(pairs)],
             "max_tokens": d.max_tokens,
             **codec,
-            "length_ratios": length_ratios(self._codec(cfg, labels), pairs),
+            "length_ratios": ratios,
+            "target_vocab": {k: pack_ids(v, codec["vocab_size"]) for k, v in target_vocab.items()},
             "decode": {
                 "beams": d.beams,
                 "no_repeat_ngram": d.no_repeat_ngram,
@@ -374,7 +406,11 @@ class Translation(UseCase):
 
     @staticmethod
     def translator(model: nn.Module, meta: dict[str, Any]) -> Translator:
-        return Translator(model, Translation.vocab(meta), meta.get("length_ratios", {}))
+        # Releases older than the per-language output vocabularies have none: every subword.
+        target_vocab = {k: unpack_ids(v) for k, v in meta.get("target_vocab", {}).items()}
+        return Translator(
+            model, Translation.vocab(meta), meta.get("length_ratios", {}), target_vocab
+        )
 
     @staticmethod
     def vocab(meta: dict[str, Any]) -> Codec:
@@ -469,8 +505,7 @@ class Translation(UseCase):
             dec = batch["decoder_input_ids"]
             if p > 0 and model.training:
                 dec = drop_target_words(dec, p, model.config.pad_token_id)
-            logits, labels = labelled_logits(model, batch, dec)
-            return F.cross_entropy(logits, labels, ignore_index=IGNORE, label_smoothing=smoothing)
+            return labelled_loss(model, batch, dec, smoothing)
 
         return loss
 

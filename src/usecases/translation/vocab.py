@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from usecases.core.data import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 PAD, UNK, EOS = 0, 1, 2
 DECODER_STARTS = ("pad", "tag")
@@ -24,6 +27,30 @@ def tag(lang: str) -> str:
 
 def _is_tag(piece: str) -> bool:
     return piece.startswith("<2") and piece.endswith(">") and piece[2:-1].isalpha()
+
+
+def pack_ids(ids: list[int], size: int) -> str:
+    """A set of ids below `size` as text for a release's metadata: the base64 of a bitmask
+    (1,000 bytes for 8,000 ids, against ~30 kB as a JSON list)."""
+    import base64
+
+    import numpy as np
+
+    mask = np.zeros(size, dtype=bool)
+    mask[np.asarray(ids, dtype=np.int64)] = True
+    return f"{size}:" + base64.b64encode(np.packbits(mask).tobytes()).decode("ascii")
+
+
+def unpack_ids(text: str) -> torch.Tensor:
+    """`pack_ids`' set as a boolean mask over the ids."""
+    import base64
+
+    import numpy as np
+    import torch
+
+    size, _, data = text.partition(":")
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(data), dtype=np.uint8))
+    return torch.from_numpy(bits[: int(size)].astype(bool))
 
 
 def train_spm(sentences: list[str], languages: list[str], vocab_size: int, out: Path) -> Path:
