@@ -46,6 +46,27 @@ def make_trainer(tmp_path, **over):
     return Trainer(cfg, model, opt, sched, loss_fn, eval_fn, tmp_path)
 
 
+def test_fused_adamw_is_opt_in_and_makes_the_same_updates():
+    seed_everything(0)
+    models = [nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2)) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    start = models[1][0].weight.detach().clone()
+    opts = [
+        build_optimizer(m.parameters(), OptimConfig(lr=0.05, weight_decay=0.01, fused=f))
+        for m, f in zip(models, (False, True), strict=True)
+    ]
+    assert [o.defaults["fused"] for o in opts] == [None, True]
+    x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    for _ in range(5):
+        for m, o in zip(models, opts, strict=True):
+            o.zero_grad()
+            nn.functional.cross_entropy(m(x), y).backward()
+            o.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(models[1][0].weight, start)  # the fused optimizer did step
+
+
 def test_amp_context_is_a_noop_in_fp32_and_rejects_unknown():
     assert isinstance(amp_context("cpu", "32"), contextlib.nullcontext)
     assert isinstance(amp_context("cpu", "bf16"), torch.autocast)

@@ -64,6 +64,10 @@ class OptimConfig:
     label_smoothing: float = 0.0
     scheduler: str = "cosine"
     warmup_epochs: int = 0
+    # AdamW as torch's fused kernel (one kernel for every tensor, CPU and CUDA): the same
+    # update up to rounding, several times faster for models of many small tensors. Off by
+    # default so that the releases trained with the per-tensor loop retrain as they were.
+    fused: bool = False
 
 
 @dataclass
