@@ -99,8 +99,15 @@ def lexicon_tables(
     k = min(k, vocab_size)
     idx = torch.zeros(len(tags), vocab_size, k, dtype=torch.int32)
     prob = torch.zeros(len(tags), vocab_size, k)
-    for n, tag in enumerate(tags):
-        t, sources, targets = ibm1(by_tag[tag], iterations)
+    # The languages' models are independent: one per thread torch uses, the largest first
+    # (each model's sums stay serial, so the tables do not depend on the threads).
+    from concurrent.futures import ThreadPoolExecutor
+
+    largest = sorted(tags, key=lambda tag: -sum(len(s) * len(y) for s, y in by_tag[tag]))
+    with ThreadPoolExecutor(max(1, min(len(tags), torch.get_num_threads()))) as pool:
+        jobs = {tag: pool.submit(ibm1, by_tag[tag], iterations) for tag in largest}
+        models = [jobs[tag].result() for tag in tags]
+    for n, (t, sources, targets) in enumerate(models):
         p, j = t.topk(min(k, len(targets)), dim=1)
         idx[n, sources, : j.shape[1]] = targets[j].to(torch.int32)
         prob[n, sources, : j.shape[1]] = p
