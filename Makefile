@@ -81,6 +81,8 @@ bench: install  ## run the benchmarks (prints tables)
 	else echo "mt_attention.py needs the translation default: run 'make repro' first"; fi
 	@if [ -f models/translation/pre_nano/weights.safetensors ]; then $(BIN)/python benchmarks/mt_decode.py; \
 	else echo "mt_decode.py needs the translation default: run 'make repro' first"; fi
+	@if [ -f models/translation/pre_nano/weights.safetensors ]; then $(BIN)/python benchmarks/mt_step.py; \
+	else echo "mt_step.py needs the translation default: run 'make repro' first"; fi
 
 lab: install  ## start JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks
