@@ -26,11 +26,10 @@ from pathlib import Path
 
 import torch
 
-from mt_budget import DIRECTIONS, dev_sources, print_table
+from mt_budget import DIRECTIONS, dev_sources, print_table, timed_steps
 from usecases.core.config import compose
 from usecases.core.registry import get_usecase
 from usecases.core.stages import load_model
-from usecases.core.trainer import amp_context
 from usecases.translation import decode, incremental
 from usecases.translation.batching import IGNORE
 from usecases.translation.decode import DecodeOptions
@@ -44,18 +43,8 @@ def train_seconds(uc, cfg, meta, batches, attention: str) -> tuple[float, float]
     cfg.data.attention = attention
     torch.manual_seed(cfg.seed)
     model = uc.build_model(cfg, meta["labels"]).train()
-    loss_fn = uc.loss_fn(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr)
-    loss = torch.zeros(())
-    for i, batch in enumerate(batches):
-        if i == 3:
-            start = time.perf_counter()
-        with amp_context("cpu", cfg.trainer.precision):
-            loss = loss_fn(model, batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return (time.perf_counter() - start) / (len(batches) - 3), loss.item()
+    return timed_steps(model, opt, uc.loss_fn(cfg), batches, cfg.trainer.precision)
 
 
 def decode_seconds(translate, sets, opts, attention: str) -> tuple[float, list]:

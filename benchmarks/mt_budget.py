@@ -171,6 +171,34 @@ def dev_losses(
     return loss(true_rows), loss(swapped)
 
 
+def timed_steps(model, opt, loss_fn, batches, precision: str) -> tuple[float, float]:
+    """(seconds per training step after 3 warm-up steps, last loss): `model` trained on
+    `batches` with `opt`, forward under `precision`'s autocast, as the trainer steps."""
+    loss = torch.zeros(())
+    for i, batch in enumerate(batches):
+        if i == 3:
+            start = time.perf_counter()
+        with amp_context("cpu", precision):
+            loss = loss_fn(model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - start) / (len(batches) - 3), loss.item()
+
+
+def load_release(release):
+    """(use case, its default config, model, metadata) of the translation release in
+    directory `release`; exits with a message when it has no weights."""
+    from usecases.core.stages import load_model
+
+    if not (release / "weights.safetensors").is_file():
+        raise SystemExit(f"{release} has no weights: run 'dvc repro report@3' first")
+    uc = get_usecase("translation")
+    cfg = uc.config(compose([], usecase="translation"))
+    model, meta, _ = load_model(release)
+    return uc, cfg, model, meta
+
+
 def print_table(head: tuple[str, ...], rows: list[tuple]) -> None:
     """A markdown table."""
     print("| " + " | ".join(head) + " |")

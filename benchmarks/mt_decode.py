@@ -30,10 +30,7 @@ from pathlib import Path
 
 import torch
 
-from mt_budget import DIRECTIONS, dev_sources, print_table
-from usecases.core.config import compose
-from usecases.core.registry import get_usecase
-from usecases.core.stages import load_model
+from mt_budget import DIRECTIONS, dev_sources, load_release, print_table
 from usecases.translation import corpus, incremental, scoring
 from usecases.translation.decode import DecodeOptions
 
@@ -89,11 +86,7 @@ def main() -> None:
     p.add_argument("--sentences", type=int, default=64, help="FLORES dev sentences per direction")
     p.add_argument("--rounds", type=int, default=3, help="turns each decoding path takes")
     args = p.parse_args()
-    if not (RELEASE / "weights.safetensors").is_file():
-        raise SystemExit(f"{RELEASE} has no weights: run 'dvc repro report@3' first")
-    uc = get_usecase("translation")
-    cfg = uc.config(compose([], usecase="translation"))
-    model, meta, _ = load_model(RELEASE)
+    uc, cfg, model, meta = load_release(RELEASE)
     translate = uc.translator(model, meta)
     opts = DecodeOptions.from_meta(meta)
     sets = dev_sources(uc, cfg, args.sentences)

@@ -27,17 +27,13 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from mt_budget import print_table
-from usecases.core.config import compose
-from usecases.core.registry import get_usecase
-from usecases.core.stages import load_model
-from usecases.core.trainer import amp_context, build_optimizer
+from mt_budget import load_release, print_table, timed_steps
+from usecases.core.trainer import build_optimizer
 from usecases.translation.batching import IGNORE
 from usecases.translation.task import labelled_logits
 
@@ -61,16 +57,7 @@ def step_seconds(model, cfg, loss_fn, fused: bool, batches) -> tuple[float, floa
     optim = copy.deepcopy(cfg.optim)
     optim.fused = fused
     opt = build_optimizer(model.parameters(), optim)
-    loss = torch.zeros(())
-    for i, batch in enumerate(batches):
-        if i == 3:
-            start = time.perf_counter()
-        with amp_context("cpu", cfg.trainer.precision):
-            loss = loss_fn(model, batch)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return (time.perf_counter() - start) / (len(batches) - 3), loss.item()
+    return timed_steps(model, opt, loss_fn, batches, cfg.trainer.precision)
 
 
 def main() -> None:
@@ -80,11 +67,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=30, help="timed training steps per path")
     p.add_argument("--rounds", type=int, default=3, help="turns each path takes")
     args = p.parse_args()
-    if not (RELEASE / "weights.safetensors").is_file():
-        raise SystemExit(f"{RELEASE} has no weights: run 'dvc repro report@3' first")
-    uc = get_usecase("translation")
-    cfg = uc.config(compose([], usecase="translation"))
-    model, meta, _ = load_model(RELEASE)
+    uc, cfg, model, meta = load_release(RELEASE)
     loader, _ = uc.build_loaders(cfg, meta)
     loader.batch_sampler.set_epoch(0)
     stream = iter(loader)

@@ -413,10 +413,33 @@ def test_min_length_bars_the_end_token_per_row():
     assert out[0, EOS + 1] == 0
 
 
+def _hf_greedy(model, sources, starts, opts, floor, *processors) -> list[list[int]]:
+    """`model.generate`'s greedy translations of one batch under `opts`' rules, the length
+    floor `floor` and any other logits `processors`."""
+    import torch
+    from transformers import LogitsProcessorList
+
+    from usecases.translation.batching import pad
+
+    x = pad(sources, PAD)
+    return model.generate(
+        input_ids=x,
+        attention_mask=pad([[1] * len(s) for s in sources], 0),
+        num_beams=1,
+        do_sample=False,
+        max_new_tokens=int(opts.length_a * x.shape[1] + opts.length_b),
+        no_repeat_ngram_size=opts.no_repeat_ngram,
+        repetition_penalty=opts.repetition_penalty,
+        decoder_start_token_id=torch.tensor(starts),
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        logits_processor=LogitsProcessorList([MinLength(floor, EOS), *processors]),
+    ).tolist()
+
+
 @pytest.mark.parametrize("lexical", ["none", "table", "table+copy", "table+pointer"])
 def test_greedy_decoding_chooses_what_transformers_generate_chooses(lexical):
     import torch
-    from transformers import LogitsProcessorList
 
     from usecases.translation.batching import pad
     from usecases.translation.lexicon import lexicon_tables
@@ -469,35 +492,11 @@ def test_greedy_decoding_chooses_what_transformers_generate_chooses(lexical):
             for i in idx:  # the start token, then only what the batch may write
                 assert set(kept[i][1:]) <= allowed, (i, kept[i], sorted(allowed))
                 escaped |= not set(ours[i][1:]) <= allowed
+            batch = (model, [sources[i] for i in idx], [starts[i] for i in idx], opts, floor)
             barred = OnlyAllowed(torch.tensor(sorted(allowed)), 40)
-            theirs_kept = model.generate(
-                input_ids=x,
-                attention_mask=pad([[1] * len(sources[i]) for i in idx], 0),
-                num_beams=1,
-                do_sample=False,
-                max_new_tokens=max_new,
-                no_repeat_ngram_size=opts.no_repeat_ngram,
-                repetition_penalty=opts.repetition_penalty,
-                decoder_start_token_id=torch.tensor([starts[i] for i in idx]),
-                pad_token_id=PAD,
-                eos_token_id=EOS,
-                logits_processor=LogitsProcessorList([MinLength(floor, EOS), barred]),
-            ).tolist()
-            for i, row in zip(idx, theirs_kept, strict=True):
+            for i, row in zip(idx, _hf_greedy(*batch, barred), strict=True):
                 assert kept[i] == row[: row.index(EOS) + 1], f"sentence {i}, restricted"
-            theirs = model.generate(
-                input_ids=x,
-                attention_mask=pad([[1] * len(sources[i]) for i in idx], 0),
-                num_beams=1,
-                do_sample=False,
-                max_new_tokens=max_new,
-                no_repeat_ngram_size=opts.no_repeat_ngram,
-                repetition_penalty=opts.repetition_penalty,
-                decoder_start_token_id=torch.tensor([starts[i] for i in idx]),
-                pad_token_id=PAD,
-                eos_token_id=EOS,
-                logits_processor=LogitsProcessorList([MinLength(floor, EOS)]),
-            ).tolist()
+            theirs = _hf_greedy(*batch)
             for i, row in zip(idx, theirs, strict=True):
                 row = row[: row.index(EOS) + 1]  # then padding
                 assert ours[i] == row, f"sentence {i}, end-token bias {eos_bias}"
@@ -559,6 +558,15 @@ def test_incremental_steps_compute_the_models_logits(lexical):
             torch.testing.assert_close(got, full[rows, t], rtol=1e-5, atol=1e-5)
         with pytest.raises(RuntimeError, match="exceeds the 6"):
             steps.step(dec[rows, 0])
+        # With a subset of the subwords: their logits as before, the others -inf.
+        allowed = torch.tensor([EOS, 7, 11, 20, 33])
+        steps = incremental.PrenormSteps(model, encode(model, x, mask), mask, 6, allowed)
+        barred = torch.ones(40, dtype=torch.bool)
+        barred[allowed] = False
+        for t in range(3):
+            got = steps.step(dec[:, t])
+            torch.testing.assert_close(got[:, allowed], full[:, t, allowed], rtol=1e-5, atol=1e-5)
+            assert bool((got[:, barred] == float("-inf")).all())
     assert incremental.supports(model)
     assert not incremental.supports(model.train())
     assert not incremental.supports(pre_nano(vocab_size=40, lexical_prior=True, copy_pointer=True))

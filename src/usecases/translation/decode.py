@@ -213,8 +213,8 @@ def allowed_ids(
     """The sorted subword ids a batch may write: `vocabulary`'s (a mask, shorter than the
     model's `size` ids when SentencePiece made fewer pieces), the sources' own (names and
     numbers the target language's training text never held) and the end token."""
-    mask = torch.zeros(size, dtype=torch.bool)
-    mask[: len(vocabulary)] = vocabulary[:size]
+    mask = torch.zeros(size, dtype=torch.bool, device=words.device)
+    mask[: len(vocabulary)] = vocabulary[:size].to(words.device)
     mask[words[words < size]] = True
     mask[eos_id] = True
     return mask.nonzero()[:, 0]
