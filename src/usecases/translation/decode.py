@@ -114,10 +114,9 @@ def greedy(
         if incremental.supports(model)
         else None
     )
-    outside = None
+    barred = None  # PrenormSteps computes the allowed logits only; transformers' path masks
     if allowed is not None and fast is None:
-        outside = torch.ones(model.config.vocab_size, dtype=torch.bool, device=x.device)
-        outside[allowed] = False
+        barred = OnlyAllowed(allowed, model.config.vocab_size)
     cache = EncoderDecoderCache(DynamicCache(), DynamicCache()) if fast is None else None
     seqs = first.view(-1, 1)
     live = torch.arange(x.shape[0])  # batch row of each row of `seqs`
@@ -138,8 +137,8 @@ def greedy(
                 .logits[:, -1, :]
                 .float()
             )
-            if outside is not None:
-                logits = logits.masked_fill(outside, float("-inf"))
+            if barred is not None:
+                logits = barred(seqs, logits)
         scores = _penalise_and_block(seqs, logits, opts.repetition_penalty, opts.no_repeat_ngram)
         if step == max_new - 1:  # the last step may only end the sentence
             scores = torch.full_like(scores, float("-inf"))
@@ -200,7 +199,7 @@ class OnlyAllowed:
     """A `transformers` logits processor: subwords outside `allowed` (ids) are barred."""
 
     def __init__(self, allowed: torch.Tensor, size: int) -> None:
-        self.outside = torch.ones(size, dtype=torch.bool)
+        self.outside = torch.ones(size, dtype=torch.bool, device=allowed.device)
         self.outside[allowed] = False
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:

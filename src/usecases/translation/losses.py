@@ -42,7 +42,11 @@ class _OutputCrossEntropy(torch.autograd.Function):
         w = weight.to(dtype)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if need[0] else None
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        grad_weight = (
+            torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+            if need[1]
+            else None
+        )
         grad_bias = torch.zeros_like(bias, dtype=torch.float32) if need[2] else None
         for start in range(0, n, chunk):
             h = hidden[start : start + chunk].to(dtype)
@@ -66,17 +70,17 @@ class _OutputCrossEntropy(torch.autograd.Function):
             gl = g.to(dtype)
             if grad_hidden is not None:
                 grad_hidden[start : start + chunk] = gl @ w
-            if need[1] and dtype == torch.float32:
+            if grad_weight is not None and dtype == torch.float32:
                 grad_weight.addmm_(gl.t(), h)
-            elif need[1]:  # the chunk's product in `dtype`, as autocast's backward computes it
-                grad_weight.add_(gl.t() @ h)
+            elif grad_weight is not None:  # the chunk's product in `dtype`, as autocast's
+                grad_weight.add_(gl.t() @ h)  # backward computes it
         scale = 1 / max(1, n)
-        if grad_hidden is not None:
-            grad_hidden.mul_(scale)
-        if grad_bias is not None:
-            grad_bias.mul_(scale)
-        grad_weight.mul_(scale)
-        ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype), grad_bias)
+        for grad in (grad_hidden, grad_weight, grad_bias):
+            if grad is not None:
+                grad.mul_(scale)
+        if grad_weight is not None:
+            grad_weight = grad_weight.to(weight.dtype)
+        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
         return total * scale
 
     @staticmethod
@@ -119,6 +123,8 @@ def output_cross_entropy(
             f"indices and {labels.shape[0]} labels: expected one of each per position"
         )
     dtype = _compute_dtype(hidden)
+    if not torch.is_grad_enabled():  # a loss to read only: no gradients to compute on the way
+        hidden, weight, bias = hidden.detach(), weight.detach(), bias.detach()
     with torch.autocast(hidden.device.type, enabled=False):
         return _OutputCrossEntropy.apply(
             hidden, weight, bias, rows, labels, float(smoothing), dtype, chunk

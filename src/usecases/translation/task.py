@@ -163,11 +163,6 @@ def trained_directions(pairs: list[Pair]) -> list[tuple[str, str]]:
     return sorted(both | {(b, a) for a, b in both})
 
 
-def length_ratios(vocab: Codec, pairs: list[Pair]) -> dict[str, float]:
-    """Median target/source token ratio of each trained direction, on the training pairs."""
-    return direction_statistics(vocab, pairs)[0]
-
-
 def direction_statistics(
     vocab: Codec, pairs: list[Pair]
 ) -> tuple[dict[str, float], dict[str, list[int]]]:
