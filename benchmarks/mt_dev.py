@@ -4,7 +4,7 @@ averaging and decoding were chosen without reading devtest.
 
     .venv/bin/python benchmarks/mt_dev.py [models/translation/pre_nano ...] [--sentences 200]
         [--benchmark flores|mafand] [--directions fra-fuv ...] [--beams N]
-        [--repetition-penalty P] [--no-repeat-ngram N] [--min-length F]
+        [--repetition-penalty P] [--no-repeat-ngram N] [--min-length F] [--copy-bonus B]
         [--lexical-weight W] [--copy-weight W]
 
 Each release decodes as its card says (greedy or beam, length floor, repetition controls)
@@ -64,6 +64,9 @@ def main() -> None:
     p.add_argument("--repetition-penalty", type=float, default=None, help="override the release's")
     p.add_argument("--no-repeat-ngram", type=int, default=None, help="override the release's")
     p.add_argument("--min-length", type=float, default=None, help="override the length floor")
+    p.add_argument(
+        "--copy-bonus", type=float, default=None, help="override the names-and-numbers copy bonus"
+    )
     p.add_argument("--lexical-weight", type=float, default=None, help="override lex_gate")
     p.add_argument("--copy-weight", type=float, default=None, help="override copy_gate")
     args = p.parse_args()
@@ -113,6 +116,7 @@ def main() -> None:
             repetition_penalty=args.repetition_penalty,
             no_repeat_ngram=args.no_repeat_ngram,
             min_length=args.min_length,
+            copy_bonus=args.copy_bonus,
         )
         t0 = time.perf_counter()
         hyps = translate_all(uc.translator(model, meta), [s[:3] for s in sets], opts)

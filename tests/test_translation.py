@@ -14,6 +14,7 @@ import sys
 import types
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -533,6 +534,89 @@ def _toy_prior_model(tables: bool):
     return model
 
 
+def test_copy_plan_offers_names_and_numbers_whole_in_order_from_their_place():
+    import torch
+
+    from usecases.translation.decode import CopyPlan
+    from usecases.translation.lexicon import CAPITAL, DIGIT, WORD_START
+
+    flags = torch.zeros(40, dtype=torch.int8)
+    flags[[7, 8, 9]] = WORD_START  # ▁le ▁est ▁à
+    flags[[10, 20]] = WORD_START | CAPITAL  # ▁Ca ▁Pa: names (capitalised, not the first word)
+    flags[30] = WORD_START | DIGIT  # ▁12
+    continues = torch.zeros(40, dtype=torch.bool)
+    continues[[11, 12, 21]] = True  # pieces that continue a word: ssa, x, ris
+    # <tag> ▁le ▁Ca ssa ▁est ▁Pa ris ▁12 </s>: three words to copy, at positions 1, 4 and 6
+    x = torch.tensor([[5, 7, 10, 11, 8, 20, 21, 30, EOS]])
+
+    def offered(plan, step):
+        return plan.bias(torch.zeros(1, 40), step)[0]
+
+    def wrote(plan, token):
+        plan.advance(torch.tensor([token]))
+
+    plan = CopyPlan(x, flags, continues, ratio=2.0, bonus=10.0)  # places: steps 2, 8 and 12
+    assert not offered(plan, 0).any() and not offered(plan, 1).any()
+    assert offered(plan, 2).nonzero().flatten().tolist() == [10]
+    wrote(plan, 9)  # the model writes something else: ▁Ca stays on offer
+    assert offered(plan, 3).nonzero().flatten().tolist() == [10]
+    wrote(plan, 10)
+    s = offered(plan, 4)  # its next piece at once, whatever the step
+    assert s[11] == 10.0 and s.count_nonzero() == 1
+    wrote(plan, 11)
+    s = offered(plan, 5)  # the word is whole: nothing may glue on to it
+    assert s[[11, 12, 21]].isinf().all() and s.isfinite().sum() == 37
+    wrote(plan, 9)
+    assert not offered(plan, 7).any()  # ▁Pa's place is step 8
+    assert offered(plan, 8).nonzero().flatten().tolist() == [20]
+    wrote(plan, 20)
+    wrote(plan, 9)  # left half-written: dropped, no glue rule, and ▁12 waits for step 12
+    assert not offered(plan, 11).any()
+    assert offered(plan, 12).nonzero().flatten().tolist() == [30]
+    wrote(plan, 30)
+    assert offered(plan, 13)[[11, 12, 21]].isinf().all()
+    wrote(plan, 9)
+    assert not offered(plan, 20).any()  # every word has had its turn
+
+    # A word written before its turn (up to WINDOW words ahead) moves the plan on to it; the
+    # words it passes are not offered again. Rows leave the batch as in greedy decoding.
+    other = torch.tensor([[5, 7, 10, 11, 8, 9, 7, 8, 9, EOS]])  # only ▁Ca ssa, at position 1
+    both = torch.cat([torch.nn.functional.pad(x, (0, 1), value=PAD), other])
+    plan = CopyPlan(both, flags, continues, ratio=1.0, bonus=10.0)
+    plan.advance(torch.tensor([20, 9]))  # row 0 writes ▁Pa, the second word, first
+    s = plan.bias(torch.zeros(2, 40), 0)
+    assert s[0].nonzero().flatten().tolist() == [21] and not s[1].any()
+    plan.advance(torch.tensor([30, 9]))  # ▁12 is two words ahead of ▁Ca: outside the window
+    plan.select(torch.tensor([1]))
+    assert plan.bias(torch.zeros(1, 40), 1)[0].nonzero().flatten().tolist() == [10]
+
+
+def test_greedy_decoding_copies_the_names_and_numbers_in_order():
+    import torch
+
+    model = _toy_prior_model(tables=True).eval()  # every source word after the first is a name
+    codec = types.SimpleNamespace(
+        pad_id=PAD, eos_id=EOS, start_id=PAD, continues=torch.zeros(40, dtype=torch.bool)
+    )
+    sources = [[5, *range(9 + i, 9 + 2 * i + 3), EOS] for i in range(6)]  # distinct subwords
+    plain = DecodeOptions(length_b=6, min_length=1.0, batch_size=4)
+    copying = DecodeOptions(length_b=6, min_length=1.0, batch_size=4, copy_bonus=100.0)
+
+    def in_order(names, row):
+        it = iter(row)
+        return all(n in it for n in names)  # a subsequence of the translation
+
+    before = generate(model, sources, plain, codec, min_ratio=1.0)
+    after = generate(model, sources, copying, codec, min_ratio=1.0)
+    assert all(in_order(s[2:-1], row) for s, row in zip(sources, after, strict=True))
+    assert not all(in_order(s[2:-1], row) for s, row in zip(sources, before, strict=True))
+    # Beam search does not copy: the same translations with and without the bonus.
+    beams = dict(length_b=6, min_length=1.0, batch_size=4, beams=2)
+    assert generate(model, sources, DecodeOptions(**beams), codec, 1.0) == generate(
+        model, sources, DecodeOptions(**beams, copy_bonus=100.0), codec, 1.0
+    )
+
+
 @pytest.mark.parametrize("lexical", ["no tables", "table+copy"])
 def test_incremental_steps_compute_the_models_logits(lexical):
     import torch
@@ -762,11 +846,16 @@ def test_ibm1_learns_each_words_translation_per_target_language(tmp_path):
         Translation().build_model(_prior_cfg("marian_tiny", lexical_prior=True), [])
 
 
-def _prior_cfg(model: str, **priors: bool) -> types.SimpleNamespace:
+def _prior_cfg(model: str, **priors: Any) -> types.SimpleNamespace:
     """The parts of a config that `Translation.build_model` reads, every prior off unless
     given."""
     data = dict(
-        lexical_prior=False, copy_prior=False, copy_pointer=False, vocab_size=40, attention="sdpa"
+        lexical_prior=False,
+        copy_prior=False,
+        copy_pointer=False,
+        copy_bonus=0.0,
+        vocab_size=40,
+        attention="sdpa",
     )
     return types.SimpleNamespace(
         model=types.SimpleNamespace(name=model, dropout=0.0),
@@ -827,6 +916,10 @@ def test_copy_prior_offers_the_sources_names_and_numbers(tmp_path):
         pre_nano(vocab_size=40, copy_prior=True)
     with pytest.raises(DataError, match="copy_prior=true needs data.lexical_prior"):
         Translation().build_model(_prior_cfg("pre_nano", copy_prior=True), [])
+    with pytest.raises(DataError, match=r"copy_bonus=-1.0: expected 0 \(off\) or more"):
+        Translation().build_model(_prior_cfg("pre_nano", lexical_prior=True, copy_bonus=-1.0), [])
+    with pytest.raises(DataError, match="copy_bonus=10.0 needs data.copy_prior=true"):
+        Translation().build_model(_prior_cfg("pre_nano", lexical_prior=True, copy_bonus=10.0), [])
 
 
 def test_copy_pointer_offers_the_source_name_it_points_at(tmp_path):

@@ -155,6 +155,12 @@ def copy_flags(pieces: list[str]) -> torch.Tensor:
     return flags
 
 
+def continuation_flags(pieces: list[str]) -> torch.Tensor:
+    """Per vocabulary entry, whether the piece continues a word with a letter or digit: no
+    word-start mark ("▁") and a letter or digit first, shape [V], bool."""
+    return torch.tensor([not p.startswith("▁") and p[:1].isalnum() for p in pieces])
+
+
 def copyable(input_ids: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
     """Which subwords of each source row of `input_ids` ([B, S]: target tag, subwords, end
     token, padding) a translation should write as they are, shape [B, S - 1] (the tag left

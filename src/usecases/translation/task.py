@@ -75,6 +75,9 @@ class MTDataConfig(DataConfig):
     no_repeat_ngram: int = 3
     repetition_penalty: float = 1.2
     min_length: float = 0.0  # see DecodeOptions.min_length
+    # Greedy decoding copies the source's names and numbers whole, each from its place on the
+    # diagonal: the logit bonus of decode.CopyPlan (0 = off). Needs the copy prior's flags.
+    copy_bonus: float = 0.0
     decoder_start: str = "tag"  # the decoder's first input: "tag" (the target's tag) or "pad"
     # Train on FLORES-200 dev too (every trained pair, never a zero-shot one), except its first
     # `flores_dev_heldout` sentences, which stay out for model selection. Devtest never trains.
@@ -304,8 +307,10 @@ class Translation(UseCase):
                 "decoder_start": d.decoder_start,
             }
         ratios, target_vocab = direction_statistics(self._codec(cfg, labels), pairs)
+        copy_bonus = d.copy_bonus
         if cfg.model.name == HF_MODEL:
             target_vocab = {}  # a pretrained model knows subwords this corpus never holds
+            copy_bonus = 0.0  # nor has it the copy prior's flags that CopyPlan reads
         return {
             "arch": cfg.model.name,
             "labels": labels,
@@ -320,6 +325,7 @@ class Translation(UseCase):
                 "no_repeat_ngram": d.no_repeat_ngram,
                 "repetition_penalty": d.repetition_penalty,
                 "min_length": d.min_length,
+                "copy_bonus": copy_bonus,
                 "batch_size": d.eval_batch_size,
             },
             "dataset": d.dataset_name,
@@ -344,6 +350,13 @@ class Translation(UseCase):
         for name in ("copy_prior", "copy_pointer"):
             if getattr(d, name) and not d.lexical_prior:
                 raise DataError(f"data.{name}=true needs data.lexical_prior=true")
+        if d.copy_bonus < 0:
+            raise DataError(f"data.copy_bonus={d.copy_bonus}: expected 0 (off) or more")
+        if d.copy_bonus and not (d.copy_prior or d.copy_pointer):
+            raise DataError(
+                f"data.copy_bonus={d.copy_bonus} needs data.copy_prior=true or "
+                "data.copy_pointer=true: their flags mark the names and numbers to copy"
+            )
         if d.attention not in ATTENTION:
             raise DataError(
                 f"data.attention={d.attention!r}: expected one of {', '.join(map(repr, ATTENTION))}"
@@ -643,6 +656,12 @@ class Translation(UseCase):
             "max_new_tokens": f"{opts.length_a} x source tokens + {opts.length_b}",
             "min_new_tokens": f"{opts.min_length} x source tokens x the direction's median "
             "target/source token ratio on the training pairs",
+            "names_and_numbers": (
+                f"copied whole and in order, each from its place on the diagonal (logit bonus "
+                f"{opts.copy_bonus})"
+                if opts.copy_bonus and opts.beams == 1 and hasattr(model, "copy_flags")
+                else "left to the model"
+            ),
         }
         metrics["eval_limit"] = _d(cfg).eval_limit
         metrics["languages"] = [f"{x} ({LANGUAGES[x][0]})" for x in meta["languages"]]

@@ -8,6 +8,7 @@ Training is deterministic: the sentences go in a fixed order, one thread, no sam
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -154,6 +155,14 @@ class Vocab:
                 ids = ids[: max_tokens - 1]
             out.append([*ids, EOS])
         return out
+
+    @functools.cached_property
+    def continues(self) -> torch.Tensor:
+        """Per piece, whether it continues a word with a letter or digit (no word-start
+        mark): what may not follow a copied name or number (`decode.CopyPlan`)."""
+        from usecases.translation.lexicon import continuation_flags
+
+        return continuation_flags([self.sp.id_to_piece(i) for i in range(len(self))])
 
     def decode(self, ids: list[list[int]]) -> list[str]:
         # SentencePiece may learn fewer pieces than `data.vocab_size` on a small corpus, and the
