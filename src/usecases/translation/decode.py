@@ -367,7 +367,12 @@ def _generate(
     from transformers import LogitsProcessorList
 
     flags = getattr(model, "copy_flags", None)
-    copying = opts.copy_bonus > 0 and flags is not None
+    copying = opts.copy_bonus > 0
+    if copying and flags is None:
+        raise ValueError(
+            f"copy_bonus={opts.copy_bonus}: this model has no copy flags (the copy prior's or "
+            "the copy pointer's) to mark the names and numbers to copy; decode with copy_bonus=0"
+        )
     if copying and opts.beams > 1:
         log.warning("copy_bonus: names and numbers are copied by greedy decoding only (beams=1)")
 
