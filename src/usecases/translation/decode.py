@@ -151,14 +151,13 @@ class CopyPlan:
         self.continues = continues.to(device=device, dtype=torch.bool)
         self.bonus = bonus
 
-    def _next(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(each row's word whose turn it is [R, P], that word's next subword [R], whether
-        the row has a word left [R])."""
+    def _next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the next subword of each row's word whose turn it is [R], whether the row has a
+        word left [R])."""
         rows = torch.arange(len(self.k), device=self.k.device)
-        left = self.k < self.count
         word = self.ids[rows, self.k.clamp(max=self.ids.shape[1] - 1)]
         nxt = word.gather(1, self.j.clamp(max=word.shape[1] - 1)[:, None])[:, 0]
-        return word, nxt, left
+        return nxt, self.k < self.count
 
     def bias(self, scores: torch.Tensor, step: int) -> torch.Tensor:
         if self.glued.numel():  # only rows whose word has just ended
@@ -167,7 +166,7 @@ class CopyPlan:
             scores[self.glued, :size] = barred
         if not self.pending:
             return scores
-        _, nxt, left = self._next()
+        nxt, left = self._next()
         rows = torch.arange(len(self.k), device=self.k.device)
         due = self.at[rows, self.k.clamp(max=self.at.shape[1] - 1)] <= step
         r = (left & ((self.j > 0) | due)).nonzero()[:, 0]
@@ -178,7 +177,7 @@ class CopyPlan:
         if not self.pending:
             self.glued = self.glued[:0]  # the glue rule holds for one step
             return
-        _, nxt, left = self._next()
+        nxt, left = self._next()
         inside = left & (self.j > 0)
         followed = inside & (tokens == nxt)
         # Not inside a word: did the model write the first subword of this word or of one of
@@ -449,10 +448,10 @@ class Translator:
             parts = split_long(ids)
             pieces += parts
             owner += [k] * len(parts)
-        ratio = opts.min_length * self.length_ratios.get(f"{src_lang}-{tgt_lang}", 1.0)
+        expected = self.length_ratios.get(f"{src_lang}-{tgt_lang}", 1.0)
+        ratio = opts.min_length * expected
         start = [self.vocab.start_for(tgt_lang)] * len(pieces)
         vocabulary = self.target_vocab.get(tgt_lang)
-        expected = self.length_ratios.get(f"{src_lang}-{tgt_lang}", 1.0)
         ids = (
             generate(self.model, pieces, opts, self.vocab, ratio, start, vocabulary, expected)
             if pieces
