@@ -5,7 +5,8 @@ averaging and decoding were chosen without reading devtest.
     .venv/bin/python benchmarks/mt_dev.py [models/translation/pre_nano ...] [--sentences 200]
         [--benchmark flores|mafand] [--directions fra-fuv ...] [--beams N]
         [--repetition-penalty P] [--no-repeat-ngram N] [--min-length F] [--copy-bonus B]
-        [--lexical-weight W] [--copy-weight W] [--glossary]
+        [--lexical-weight W] [--copy-weight W] [--lexical-diagonal S] [--diagonal-width W]
+        [--glossary]
 
 Each release decodes as its card says (greedy or beam, length floor, repetition controls)
 unless an option overrides it (`--lexical-weight` and `--copy-weight` replace the learnt
@@ -70,6 +71,15 @@ def main() -> None:
     p.add_argument(
         "--copy-bonus", type=float, default=None, help="override the names-and-numbers copy bonus"
     )
+    p.add_argument(
+        "--lexical-diagonal",
+        type=float,
+        default=None,
+        help="override the share of the lexical prior taken from the diagonal",
+    )
+    p.add_argument(
+        "--diagonal-width", type=float, default=None, help="override the diagonal's width"
+    )
     p.add_argument("--lexical-weight", type=float, default=None, help="override lex_gate")
     p.add_argument("--copy-weight", type=float, default=None, help="override copy_gate")
     p.add_argument(
@@ -126,6 +136,8 @@ def main() -> None:
             no_repeat_ngram=args.no_repeat_ngram,
             min_length=args.min_length,
             copy_bonus=args.copy_bonus,
+            lexical_diagonal=args.lexical_diagonal,
+            diagonal_width=args.diagonal_width,
         )
         t0 = time.perf_counter()
         hyps = translate_all(uc.translator(model, meta), [s[:3] for s in sets], opts)

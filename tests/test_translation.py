@@ -621,6 +621,81 @@ def test_greedy_decoding_copies_the_names_and_numbers_in_order():
     )
 
 
+def test_lexical_diagonal_leans_each_step_on_the_source_subwords_at_its_place():
+    import torch
+
+    from usecases.translation.decode import LexicalDiagonal
+
+    # Source subwords 10, 11, 12 translate as 20, 21, 22 (tag 5: table 0; tag 6: no table).
+    lex_row = torch.full((40,), -1, dtype=torch.long)
+    lex_row[5] = 0
+    idx = torch.zeros(1, 40, 2, dtype=torch.long)
+    prob = torch.zeros(1, 40, 2)
+    for s in (10, 11, 12):
+        idx[0, s] = torch.tensor([s + 10, 3])
+        prob[0, s] = torch.tensor([0.9, 0.1])
+    idx[0, PAD] = torch.tensor([3, 4])  # the NULL word's row
+    prob[0, PAD] = torch.tensor([0.5, 0.5])
+    model = types.SimpleNamespace(
+        lex_row=lex_row,
+        lex_idx=idx,
+        lex_prob=prob,
+        lex_gate=torch.tensor(1.0),
+        config=types.SimpleNamespace(vocab_size=40),
+    )
+    x = torch.tensor([[5, 10, 11, 12, EOS], [5, 12, 10, EOS, PAD], [6, 10, 11, 12, EOS]])
+    lean = LexicalDiagonal(model, x, ratio=2.0, share=1.0, width=0.4)  # 2 target subwords each
+
+    def change(step):
+        return lean.bias(torch.zeros(len(lean.n), 40), step)
+
+    for step, ours in ((0, 20), (2, 21), (4, 22)):  # steps 0, 2, 4: source positions 0, 1, 2
+        row = change(step)[0]
+        assert row[ours] > 0 and all(row[y] < 0 for y in (20, 21, 22) if y != ours), step
+    between = change(1)[0]  # position 0.5: its two neighbours alike
+    assert torch.isclose(between[20], between[21]) and between[20] > 0 > between[22]
+    second = change(0)[1]  # "12 10": 22 first, then 20; 21 is not in this source
+    assert second[22] > second[20] and torch.allclose(second[21], torch.tensor(0.0))
+    assert change(2)[1][20] > change(2)[1][22]
+    assert torch.equal(change(0)[2], torch.zeros(40))  # no table for this tag
+    # Every step's bag keeps its mass: the NULL word's share and the source's words' total.
+    assert torch.allclose(change(3)[0][[3, 4]], torch.zeros(2), atol=1e-5)
+    half = LexicalDiagonal(model, x, ratio=2.0, share=0.5, width=0.4)
+    assert 0 < half.bias(torch.zeros(3, 40), 0)[0, 20] < change(0)[0, 20]
+    lean.select(torch.tensor([1]))
+    assert lean.bias(torch.zeros(1, 40), 0)[0, 22] > 0
+
+
+def test_greedy_decoding_with_the_lexical_prior_on_the_diagonal():
+    from usecases.translation.models import pre_nano
+
+    model = _toy_prior_model(tables=True).eval()
+    codec = types.SimpleNamespace(
+        pad_id=PAD, eos_id=EOS, start_id=PAD, continues=torch_zeros_bool(40)
+    )
+    sources = [[5, *range(9 + i, 9 + 2 * i + 3), EOS] for i in range(6)]
+    plain = dict(length_b=6, min_length=1.0, batch_size=4)
+    before = generate(model, sources, DecodeOptions(**plain), codec, min_ratio=1.0)
+    after = generate(
+        model, sources, DecodeOptions(**plain, lexical_diagonal=1.0), codec, min_ratio=1.0
+    )
+    assert before != after and all(len(row) >= 2 for row in after)
+    with pytest.raises(ValueError, match="lexical_diagonal=0.5: this model has no lexical prior"):
+        generate(
+            pre_nano(vocab_size=40).eval(), sources, DecodeOptions(lexical_diagonal=0.5), codec
+        )
+    beams = dict(**plain, beams=2)  # beam search keeps the bag: the same translations
+    assert generate(model, sources, DecodeOptions(**beams), codec, 1.0) == generate(
+        model, sources, DecodeOptions(**beams, lexical_diagonal=1.0), codec, 1.0
+    )
+
+
+def torch_zeros_bool(n: int):
+    import torch
+
+    return torch.zeros(n, dtype=torch.bool)
+
+
 @pytest.mark.parametrize("lexical", ["no tables", "table+copy"])
 def test_incremental_steps_compute_the_models_logits(lexical):
     import torch
@@ -858,6 +933,8 @@ def _prior_cfg(model: str, **priors: Any) -> types.SimpleNamespace:
         copy_prior=False,
         copy_pointer=False,
         copy_bonus=0.0,
+        lexical_diagonal=0.0,
+        diagonal_width=0.6,
         vocab_size=40,
         attention="sdpa",
     )
@@ -924,6 +1001,15 @@ def test_copy_prior_offers_the_sources_names_and_numbers(tmp_path):
         Translation().build_model(_prior_cfg("pre_nano", lexical_prior=True, copy_bonus=-1.0), [])
     with pytest.raises(DataError, match="copy_bonus=10.0 needs data.copy_prior=true"):
         Translation().build_model(_prior_cfg("pre_nano", lexical_prior=True, copy_bonus=10.0), [])
+    for share in (-0.1, 1.5):
+        with pytest.raises(DataError, match=f"lexical_diagonal={share}: expected a share"):
+            Translation().build_model(
+                _prior_cfg("pre_nano", lexical_prior=True, lexical_diagonal=share), []
+            )
+    with pytest.raises(DataError, match="lexical_diagonal=0.5 needs data.lexical_prior=true"):
+        Translation().build_model(_prior_cfg("pre_nano", lexical_diagonal=0.5), [])
+    with pytest.raises(DataError, match="diagonal_width=0.0: expected a width above 0"):
+        Translation().build_model(_prior_cfg("pre_nano", diagonal_width=0.0), [])
 
 
 def test_copy_pointer_offers_the_source_name_it_points_at(tmp_path):

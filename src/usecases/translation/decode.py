@@ -37,6 +37,12 @@ class DecodeOptions:
     # Names and numbers copied whole (`CopyPlan`; 0 = off): the bonus on the logit of the next
     # subword of the source's next name or number. Greedy decoding only.
     copy_bonus: float = 0.0
+    # The lexical prior on the diagonal (`LexicalDiagonal`; 0 = off): this share of the lexical
+    # prior's bag is taken, at each step, from the source subwords near that step's place on
+    # the diagonal (a Gaussian over source positions, `diagonal_width` subwords wide). Greedy
+    # decoding of a model with the lexical prior only.
+    lexical_diagonal: float = 0.0
+    diagonal_width: float = 0.6
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any], **overrides: Any) -> DecodeOptions:
@@ -208,6 +214,61 @@ class CopyPlan:
         self.pending = bool((self.k < self.count).any())
 
 
+class LexicalDiagonal:
+    """One greedy batch's lexical prior on the diagonal. The model's lexical prior adds
+    g * log p(y | x) to every position's logits, p(y | x) = (t(y | NULL) + sum_i t(y | x_i)) /
+    (n + 1) the same bag at every step (`lexicon.source_bias`). A word-for-word glossary, which
+    scores above a model trained for minutes, writes each source word's translation in the
+    source's order; here step j's bag weighs the source subwords by their distance to j's place
+    on the diagonal (source position j / the direction's expected target/source token ratio):
+    p_j(y | x) = (t(y | NULL) + n * sum_i w_ji t(y | x_i)) / (n + 1), w_j a Gaussian of
+    `width` subwords over the source's positions, summing to 1. The logits then hold
+    g * log((1 - share) * p(y | x) + share * p_j(y | x)) instead of g * log p(y | x). `bias`
+    changes one step's logits, `select` keeps rows, as `CopyPlan` does."""
+
+    def __init__(
+        self, model: torch.nn.Module, x: torch.Tensor, ratio: float, share: float, width: float
+    ) -> None:
+        from usecases.translation.lexicon import EOS, EPS, NULL, PAD
+
+        rows = model.lex_row[x[:, 0]]  # the target tag's table
+        self.has = rows >= 0
+        lang = rows.clamp(min=0)
+        ids = x[:, 1:]
+        self.content = (ids != PAD) & (ids != EOS)
+        src = ids.masked_fill(~self.content, NULL)
+        self.cols = model.lex_idx[lang[:, None], src].long().flatten(1)  # [R, S * k]
+        self.vals = model.lex_prob[lang[:, None], src].float() * self.content[..., None]  # [R,S,k]
+        self.n = self.content.sum(dim=1).float()
+        vocab = model.config.vocab_size
+        self.null = torch.zeros(x.shape[0], vocab, device=x.device)
+        self.null.scatter_add_(
+            1, model.lex_idx[lang, NULL].long(), model.lex_prob[lang, NULL].float()
+        )
+        bag = self.null.scatter_add(1, self.cols, self.vals.flatten(1))
+        self.bag = bag / (self.n[:, None] + 1)
+        self.log_bag = torch.log(self.bag + EPS)
+        self.position = self.content.long().cumsum(dim=1).float() - 1  # among the content subwords
+        self.gate = float(model.lex_gate.detach())
+        self.ratio, self.share, self.width, self.eps = max(ratio, 1e-6), share, width, EPS
+
+    def bias(self, logits: torch.Tensor, step: int) -> torch.Tensor:
+        place = step / self.ratio
+        w = torch.exp(-((self.position - place) ** 2) / (2 * self.width**2)) * self.content
+        w = w * (self.n / w.sum(dim=1).clamp(min=1e-12))[:, None]  # sums to n
+        near = self.null.scatter_add(1, self.cols, (self.vals * w[..., None]).flatten(1))
+        p = (1 - self.share) * self.bag + self.share * near / (self.n[:, None] + 1)
+        change = self.gate * (torch.log(p + self.eps) - self.log_bag)
+        change = change.masked_fill(~self.has[:, None], 0.0)
+        size = min(logits.shape[1], change.shape[1])
+        logits[:, :size] += change[:, :size]
+        return logits
+
+    def select(self, keep: torch.Tensor) -> None:
+        for name in ("has", "content", "cols", "vals", "n", "null", "bag", "log_bag", "position"):
+            setattr(self, name, getattr(self, name)[keep])
+
+
 @torch.no_grad()
 def greedy(
     model: torch.nn.Module,
@@ -220,6 +281,7 @@ def greedy(
     eos_id: int,
     allowed: torch.Tensor | None = None,
     copy: CopyPlan | None = None,
+    diagonal: LexicalDiagonal | None = None,
 ) -> list[list[int]]:
     """Greedy decoding of one padded batch `x` (its `mask`: 1 on tokens, 0 on padding): the
     choices of `model.generate(num_beams=1)` with the same repetition penalty, no-repeat
@@ -227,7 +289,8 @@ def greedy(
     row leaves the batch as soon as it has ended, so a batch costs what its rows still need
     rather than what its longest row needs. With `allowed` (sorted subword ids, the end token
     among them) no other subword is written; with `copy`, the sources' names and numbers are
-    offered as it plans. Rows come back as [start, tokens..., end]."""
+    offered as it plans; with `diagonal`, the lexical prior leans on the diagonal. Rows come back
+    as [start, tokens..., end]."""
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
     from usecases.translation import incremental
@@ -264,6 +327,8 @@ def greedy(
             )
             if barred is not None:
                 logits = barred(seqs, logits)
+        if diagonal is not None:
+            logits = diagonal.bias(logits, step)
         scores = _penalise_and_block(seqs, logits, opts.repetition_penalty, opts.no_repeat_ngram)
         if copy is not None:
             scores = copy.bias(scores, step)
@@ -291,6 +356,8 @@ def greedy(
         seqs, live, min_new, running = seqs[keep], live[keep], min_new[keep], running[keep]
         if copy is not None:
             copy.select(keep)
+        if diagonal is not None:
+            diagonal.select(keep)
         if fast is not None:
             fast.select(keep)
             continue
@@ -374,6 +441,14 @@ def _generate(
         )
     if copying and opts.beams > 1:
         log.warning("copy_bonus: names and numbers are copied by greedy decoding only (beams=1)")
+    leaning = opts.lexical_diagonal > 0
+    if leaning and not (hasattr(model, "lex_idx") and model.lex_idx.shape[0]):
+        raise ValueError(
+            f"lexical_diagonal={opts.lexical_diagonal}: this model has no lexical prior's "
+            "tables to place on the diagonal; decode with lexical_diagonal=0"
+        )
+    if leaning and opts.beams > 1:
+        log.warning("lexical_diagonal: greedy decoding only (beams=1); beam search uses the bag")
 
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     out: list[list[int]] = [[] for _ in sources]
@@ -394,7 +469,14 @@ def _generate(
             copy = None
             if copying:
                 copy = CopyPlan(x, flags, codec.continues, length_ratio, opts.copy_bonus)
-            rows = greedy(model, x, mask, first, max_new, floor, opts, codec.eos_id, allowed, copy)
+            diagonal = None
+            if leaning:
+                diagonal = LexicalDiagonal(
+                    model, x, length_ratio, opts.lexical_diagonal, opts.diagonal_width
+                )
+            rows = greedy(
+                model, x, mask, first, max_new, floor, opts, codec.eos_id, allowed, copy, diagonal
+            )
         else:
             extra = {}
             processors: list = []

@@ -78,6 +78,11 @@ class MTDataConfig(DataConfig):
     # Greedy decoding copies the source's names and numbers whole, each from its place on the
     # diagonal: the logit bonus of decode.CopyPlan (0 = off). Needs the copy prior's flags.
     copy_bonus: float = 0.0
+    # Greedy decoding takes this share of the lexical prior's bag from the source subwords near
+    # each step's place on the diagonal, a Gaussian `diagonal_width` subwords wide
+    # (decode.LexicalDiagonal; 0 = off). Needs the lexical prior.
+    lexical_diagonal: float = 0.0
+    diagonal_width: float = 0.6
     decoder_start: str = "tag"  # the decoder's first input: "tag" (the target's tag) or "pad"
     # Train on FLORES-200 dev too (every trained pair, never a zero-shot one), except its first
     # `flores_dev_heldout` sentences, which stay out for model selection. Devtest never trains.
@@ -307,10 +312,11 @@ class Translation(UseCase):
                 "decoder_start": d.decoder_start,
             }
         ratios, target_vocab = direction_statistics(self._codec(cfg, labels), pairs)
-        copy_bonus = d.copy_bonus
+        copy_bonus, diagonal = d.copy_bonus, d.lexical_diagonal
         if cfg.model.name == HF_MODEL:
             target_vocab = {}  # a pretrained model knows subwords this corpus never holds
             copy_bonus = 0.0  # nor has it the copy prior's flags that CopyPlan reads
+            diagonal = 0.0  # or the lexical prior's tables
         return {
             "arch": cfg.model.name,
             "labels": labels,
@@ -326,6 +332,8 @@ class Translation(UseCase):
                 "repetition_penalty": d.repetition_penalty,
                 "min_length": d.min_length,
                 "copy_bonus": copy_bonus,
+                "lexical_diagonal": diagonal,
+                "diagonal_width": d.diagonal_width,
                 "batch_size": d.eval_batch_size,
             },
             "dataset": d.dataset_name,
@@ -356,6 +364,19 @@ class Translation(UseCase):
             raise DataError(
                 f"data.copy_bonus={d.copy_bonus} needs data.copy_prior=true or "
                 "data.copy_pointer=true: their flags mark the names and numbers to copy"
+            )
+        if not 0 <= d.lexical_diagonal <= 1:
+            raise DataError(
+                f"data.lexical_diagonal={d.lexical_diagonal}: expected a share from 0 (off) to 1"
+            )
+        if d.lexical_diagonal and not d.lexical_prior:
+            raise DataError(
+                f"data.lexical_diagonal={d.lexical_diagonal} needs data.lexical_prior=true: it "
+                "places that prior's tables on the diagonal"
+            )
+        if d.diagonal_width <= 0:
+            raise DataError(
+                f"data.diagonal_width={d.diagonal_width}: expected a width above 0 (subwords)"
             )
         if d.attention not in ATTENTION:
             raise DataError(
@@ -662,6 +683,14 @@ class Translation(UseCase):
                 if opts.copy_bonus and opts.beams == 1 and hasattr(model, "copy_flags")
                 else "left to the model"
             ),
+            "lexical_prior": (
+                f"{opts.lexical_diagonal} of its bag from the source subwords near each step's "
+                f"place on the diagonal (Gaussian, {opts.diagonal_width} subwords wide)"
+                if opts.lexical_diagonal and opts.beams == 1
+                else "the same bag at every step"
+            )
+            if hasattr(model, "lex_idx") and model.lex_idx.shape[0]
+            else "none",
         }
         metrics["eval_limit"] = _d(cfg).eval_limit
         metrics["languages"] = [f"{x} ({LANGUAGES[x][0]})" for x in meta["languages"]]
