@@ -232,21 +232,30 @@ class LexicalDiagonal:
         from usecases.translation.lexicon import EOS, EPS, NULL, PAD
 
         rows = model.lex_row[x[:, 0]]  # the target tag's table
-        self.has = rows >= 0
         lang = rows.clamp(min=0)
         ids = x[:, 1:]
         self.content = (ids != PAD) & (ids != EOS)
         src = ids.masked_fill(~self.content, NULL)
-        self.cols = model.lex_idx[lang[:, None], src].long().flatten(1)  # [R, S * k]
+        cols = model.lex_idx[lang[:, None], src].long().flatten(1)  # [R, S * k]
         self.vals = model.lex_prob[lang[:, None], src].float() * self.content[..., None]  # [R,S,k]
         self.n = self.content.sum(dim=1).float()
-        vocab = model.config.vocab_size
-        self.null = torch.zeros(x.shape[0], vocab, device=x.device)
-        self.null.scatter_add_(
-            1, model.lex_idx[lang, NULL].long(), model.lex_prob[lang, NULL].float()
-        )
-        bag = self.null.scatter_add(1, self.cols, self.vals.flatten(1))
-        self.bag = bag / (self.n[:, None] + 1)
+        null = torch.zeros(x.shape[0], model.config.vocab_size, device=x.device)
+        null.scatter_add_(1, model.lex_idx[lang, NULL].long(), model.lex_prob[lang, NULL].float())
+        bag = null.scatter_add(1, cols, self.vals.flatten(1)) / (self.n[:, None] + 1)
+        # Only the subwords the table offers for a row's source can change: each row works on
+        # its own columns (`self.cols`, padded with column 0 and a zero weight), which `slot`
+        # maps the table's entries to.
+        own = [torch.unique(c, return_inverse=True) for c in cols]
+        width_cols = max(len(u) for u, _ in own)
+        self.cols = torch.zeros(len(own), width_cols, dtype=torch.long, device=x.device)
+        self.used = torch.zeros(len(own), width_cols, dtype=torch.bool, device=x.device)
+        self.slot = torch.stack([inverse for _, inverse in own])
+        for r, (u, _) in enumerate(own):
+            self.cols[r, : len(u)] = u
+            self.used[r, : len(u)] = True
+        self.used &= (rows >= 0)[:, None]  # no table for this tag: no change
+        self.null = null.gather(1, self.cols)
+        self.bag = bag.gather(1, self.cols)
         self.log_bag = torch.log(self.bag + EPS)
         self.position = self.content.long().cumsum(dim=1).float() - 1  # among the content subwords
         self.gate = float(model.lex_gate.detach())
@@ -256,17 +265,17 @@ class LexicalDiagonal:
         place = step / self.ratio
         w = torch.exp(-((self.position - place) ** 2) / (2 * self.width**2)) * self.content
         w = w * (self.n / w.sum(dim=1).clamp(min=1e-12))[:, None]  # sums to n
-        near = self.null.scatter_add(1, self.cols, (self.vals * w[..., None]).flatten(1))
+        near = self.null.scatter_add(1, self.slot, (self.vals * w[..., None]).flatten(1))
         p = (1 - self.share) * self.bag + self.share * near / (self.n[:, None] + 1)
-        change = self.gate * (torch.log(p + self.eps) - self.log_bag)
-        change = change.masked_fill(~self.has[:, None], 0.0)
-        size = min(logits.shape[1], change.shape[1])
-        logits[:, :size] += change[:, :size]
-        return logits
+        change = (self.gate * (torch.log(p + self.eps) - self.log_bag)) * self.used
+        size = logits.shape[1]
+        inside = self.cols < size
+        return logits.scatter_add_(1, self.cols.clamp(max=size - 1), change * inside)
 
     def select(self, keep: torch.Tensor) -> None:
-        for name in ("has", "content", "cols", "vals", "n", "null", "bag", "log_bag", "position"):
+        for name in ("content", "vals", "n", "cols", "used", "slot", "null", "bag", "log_bag"):
             setattr(self, name, getattr(self, name)[keep])
+        self.position = self.position[keep]
 
 
 @torch.no_grad()
