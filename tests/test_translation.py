@@ -667,11 +667,13 @@ def test_lexical_diagonal_leans_each_step_on_the_source_subwords_at_its_place():
 
 
 def test_greedy_decoding_with_the_lexical_prior_on_the_diagonal():
+    import torch
+
     from usecases.translation.models import pre_nano
 
     model = _toy_prior_model(tables=True).eval()
     codec = types.SimpleNamespace(
-        pad_id=PAD, eos_id=EOS, start_id=PAD, continues=torch_zeros_bool(40)
+        pad_id=PAD, eos_id=EOS, start_id=PAD, continues=torch.zeros(40, dtype=torch.bool)
     )
     sources = [[5, *range(9 + i, 9 + 2 * i + 3), EOS] for i in range(6)]
     plain = dict(length_b=6, min_length=1.0, batch_size=4)
@@ -688,12 +690,6 @@ def test_greedy_decoding_with_the_lexical_prior_on_the_diagonal():
     assert generate(model, sources, DecodeOptions(**beams), codec, 1.0) == generate(
         model, sources, DecodeOptions(**beams, lexical_diagonal=1.0), codec, 1.0
     )
-
-
-def torch_zeros_bool(n: int):
-    import torch
-
-    return torch.zeros(n, dtype=torch.bool)
 
 
 @pytest.mark.parametrize("lexical", ["no tables", "table+copy"])

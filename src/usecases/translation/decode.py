@@ -273,9 +273,19 @@ class LexicalDiagonal:
         return logits.scatter_add_(1, self.cols.clamp(max=size - 1), change * inside)
 
     def select(self, keep: torch.Tensor) -> None:
-        for name in ("content", "vals", "n", "cols", "used", "slot", "null", "bag", "log_bag"):
+        for name in (
+            "content",
+            "vals",
+            "n",
+            "cols",
+            "used",
+            "slot",
+            "null",
+            "bag",
+            "log_bag",
+            "position",
+        ):
             setattr(self, name, getattr(self, name)[keep])
-        self.position = self.position[keep]
 
 
 @torch.no_grad()
