@@ -75,7 +75,7 @@ def score_per_figure(hyps: list[str], refs: list[str]) -> tuple[dict, list[str]]
 
 
 def score_one_pass(hyps: list[str], refs: list[str]) -> tuple[dict, list[str]]:
-    figures, sentences = scoring._score(hyps, refs, brief=True, sentences=True)
+    figures, sentences = scoring.References(refs).score(hyps, brief=True, sentences=True)
     return figures, [f"{x:.2f}" for x in sentences]
 
 

@@ -388,6 +388,16 @@ def test_test_sets_score_the_same_in_worker_processes():
             "chrf": round(CHRF().corpus_score(h, [r]).score, 2),
             "chrf_pp": round(CHRF(word_order=2).corpus_score(h, [r]).score, 2),
         }
+    # One reading of the references serves every system scored against them, in any order.
+    against = scoring.References(refs)
+    for h in (hyps, refs, ["", "Vǐ nɔ", "x"], hyps):
+        assert against.score(h, brief=True)[0] == {
+            "bleu": round(BLEU().corpus_score(h, [refs]).score, 2),
+            "chrf": round(CHRF().corpus_score(h, [refs]).score, 2),
+            "chrf_pp": round(CHRF(word_order=2).corpus_score(h, [refs]).score, 2),
+        }
+    with pytest.raises(ValueError, match="2 translations for 3 references"):
+        against.score(hyps[:2])
     assert scoring.score_sets(jobs, workers=2) == here
     with pytest.raises(ValueError, match="workers=-1"):
         scoring.score_sets(jobs, workers=-1)

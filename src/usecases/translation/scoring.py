@@ -25,45 +25,63 @@ NLLB_ANCHOR_MODEL = "huggingface/facebook/nllb-200-distilled-600M"
 ANCHOR_FILE = "nllb_anchor_scores/flores200_devtest_nllb_scores.tsv"
 
 
-def _metrics():
+def _metrics(refs: list[list[str]] | None = None):
     from sacrebleu.metrics import BLEU, CHRF
 
-    return BLEU(), CHRF(), CHRF(word_order=2)
+    return BLEU(references=refs), CHRF(), CHRF(word_order=2, references=refs)
+
+
+def _clean(xs: list[str]) -> list[str]:
+    return [" ".join(nfc(x).split()) for x in xs]
 
 
 def score(hyps: list[str], refs: list[str], brief: bool = False) -> dict[str, Any]:
     """Corpus BLEU, chrF and chrF++ (and the hypothesis/reference length ratio)."""
-    return _score(hyps, refs, brief)[0]
+    return References(refs).score(hyps, brief)[0]
 
 
-def _score(
-    hyps: list[str], refs: list[str], brief: bool, sentences: bool = False
-) -> tuple[dict[str, Any], list[float]]:
-    """`score`, and with `sentences` each sentence's chrF++ (else []). One pass of sacrebleu's chrF++ statistics gives all
-    the chrF figures: a sentence's statistics are its (hypothesis, reference, match) counts per
-    n-gram order, character orders first, so the corpus chrF++ is the score of their sum and
-    the corpus chrF the score of that sum's character part (sacrebleu's own statistics and
-    score functions, which its significance tests use; a test checks them against its
-    `corpus_score` and `sentence_score`). Scoring the default's test sets this way takes
-    about half the time of one pass per figure."""
-    bleu, chrf, chrfpp = _metrics()
-    h = [" ".join(nfc(x).split()) for x in hyps]
-    r = [[" ".join(nfc(x).split()) for x in refs]]
-    stats = chrfpp._extract_corpus_statistics(h, r)
-    total = (
-        [sum(column) for column in zip(*stats, strict=True)]
-        if stats
-        else [0] * (3 * (chrfpp.char_order + chrfpp.word_order))
-    )
-    out = {
-        "bleu": round(bleu.corpus_score(h, r).score, 2),
-        "chrf": round(chrf._compute_score_from_stats(total[: 3 * chrf.char_order]).score, 2),
-        "chrf_pp": round(chrfpp._compute_score_from_stats(total).score, 2),
-    }
-    if not brief:
-        out["length_ratio"] = round(sum(len(x) for x in h) / max(1, sum(len(x) for x in r[0])), 3)
-        out["n"] = len(h)
-    return out, [chrfpp._compute_score_from_stats(x).score for x in stats] if sentences else []
+class References:
+    """One test set's references, read once for every system scored against them (the model,
+    the copy-the-source and glossary baselines): sacrebleu's own reference cache holds their
+    BLEU n-gram counts and chrF++ n-grams, which are a third of the work of scoring a set, so
+    a set's three systems cost one reading of its references instead of three (a test checks
+    the scores against sacrebleu's `corpus_score` and `sentence_score`)."""
+
+    def __init__(self, refs: list[str]) -> None:
+        self.refs = _clean(refs)
+        self.bleu, self.chrf, self.chrfpp = _metrics([self.refs])
+
+    def score(
+        self, hyps: list[str], brief: bool = False, sentences: bool = False
+    ) -> tuple[dict[str, Any], list[float]]:
+        """`score`, and with `sentences` each sentence's chrF++ (else []). One pass of
+        sacrebleu's chrF++ statistics gives all the chrF figures: a sentence's statistics are
+        its (hypothesis, reference, match) counts per n-gram order, character orders first, so
+        the corpus chrF++ is the score of their sum and the corpus chrF the score of that sum's
+        character part (sacrebleu's own statistics and score functions, which its significance
+        tests use). Scoring the default's test sets this way takes about half the time of one
+        pass per figure."""
+        if len(hyps) != len(self.refs):
+            raise ValueError(f"{len(hyps)} translations for {len(self.refs)} references")
+        h = _clean(hyps)
+        chrfpp, chrf = self.chrfpp, self.chrf
+        stats = chrfpp._extract_corpus_statistics(h, None) if h else []
+        total = (
+            [sum(column) for column in zip(*stats, strict=True)]
+            if stats
+            else [0] * (3 * (chrfpp.char_order + chrfpp.word_order))
+        )
+        out = {
+            "bleu": round(self.bleu.corpus_score(h, None).score, 2) if h else 0.0,
+            "chrf": round(chrf._compute_score_from_stats(total[: 3 * chrf.char_order]).score, 2),
+            "chrf_pp": round(chrfpp._compute_score_from_stats(total).score, 2),
+        }
+        if not brief:
+            out["length_ratio"] = round(
+                sum(len(x) for x in h) / max(1, sum(len(x) for x in self.refs)), 3
+            )
+            out["n"] = len(h)
+        return out, [chrfpp._compute_score_from_stats(x).score for x in stats] if sentences else []
 
 
 _TOKEN = re.compile(r"\w+(?:[.,:]\d+)*")
@@ -95,11 +113,12 @@ def score_set(job: tuple) -> tuple[dict[str, Any], list[str]]:
     (formatted as in predictions.csv). `job` = (hyps, sources, refs, glossary drafts, cleaned
     references or None)."""
     hyps, srcs, refs, drafts, cleaned = job
-    entry, sentences = _score(hyps, refs, brief=False, sentences=True)
+    against = References(refs)
+    entry, sentences = against.score(hyps, brief=False, sentences=True)
     entry["names_numbers"] = kept_names_numbers(hyps, srcs, refs)
     entry["baselines"] = {
-        "copy_source": score(srcs, refs, brief=True),
-        "glossary": score(drafts, refs, brief=True),
+        "copy_source": against.score(srcs, brief=True)[0],
+        "glossary": against.score(drafts, brief=True)[0],
     }
     if cleaned is not None:
         entry["cleaned_reference"] = score(hyps, cleaned, brief=True)
