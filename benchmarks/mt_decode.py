@@ -7,14 +7,17 @@ FLORES-200 dev sentences in each of the 8 directions of `mt_budget.py`, greedy w
 decoding rules, on one thread (as each scoring worker runs), through `transformers`' forward
 with its dynamic cache, through `incremental.PrenormSteps` over every subword, and through
 `PrenormSteps` with each target language's output vocabulary (the release's `target_vocab`:
-its training text's subwords, the sources' own and the end token), taking turns for `--rounds`
-rounds so that a slower minute of a shared machine falls on all three. Prints seconds (best
-and mean) and how many translations differ from the previous row's.
+its training text's subwords, the sources' own and the end token), the first three without the
+lexical prior on the diagonal, and then the third with it (`decode.LexicalDiagonal`), taking
+turns for `--rounds` rounds so that a slower minute of a shared machine falls on all four.
+Prints seconds (best and mean) and how many translations differ from the previous row's.
 
 Scoring: the release's `predictions.csv` (every test set) scored by sacrebleu one pass per
 figure (corpus BLEU, chrF, chrF++, then each sentence's chrF++, as `scoring` did before) and
 by `scoring.score` with the sentence scores (one pass of chrF++ statistics for all the chrF
-figures). Prints seconds and whether the figures are equal.
+figures); then the translations and the copy-the-source baseline against each set's references,
+read twice or once (`scoring.References`, as `scoring.score_set` scores the model and both
+baselines). Prints seconds and whether the figures are equal.
 
 Needs the released default (`dvc repro report@3` or `make repro`).
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
+import dataclasses
 import statistics
 import time
 from pathlib import Path
@@ -37,16 +41,24 @@ from usecases.translation.decode import DecodeOptions
 RELEASE = Path("models/translation/pre_nano")
 
 
-PATHS = ("transformers forward", "incremental.PrenormSteps", "PrenormSteps, language vocabulary")
+PATHS = (
+    "transformers forward",
+    "incremental.PrenormSteps",
+    "PrenormSteps, language vocabulary",
+    "the same, lexical prior on the diagonal",
+)
 
 
 def decode_seconds(translate, sets, opts, path: str) -> tuple[float, list]:
-    """(seconds, translations) of `sets` on one of PATHS."""
+    """(seconds, translations) of `sets` on one of PATHS (the diagonal at the release's share,
+    or at the default's 0.5 for a release decoded without it)."""
     supports, vocabularies = incremental.supports, translate.target_vocab
     if path == PATHS[0]:
         incremental.supports = lambda model: False
-    if path != PATHS[2]:
+    if path not in PATHS[2:]:
         translate.target_vocab = {}
+    share = (opts.lexical_diagonal or 0.5) if path == PATHS[3] else 0.0
+    opts = dataclasses.replace(opts, lexical_diagonal=share)
     try:
         start = time.perf_counter()
         outs = [translate(texts, src, tgt, opts) for texts, src, tgt in sets]
@@ -139,16 +151,38 @@ def main() -> None:
             fn([r["hypothesis"] for r in g], [r["reference"] for r in g]) for g in groups.values()
         ]
         timing[name] = time.perf_counter() - start
-    same = results["one pass per figure"] == results["scoring.score"]
+    # The model and a baseline (copying the source) against each set's references: read twice,
+    # or once by one `scoring.References`, as `scoring.score_set` reads them.
+    pairs = {}
+    for name in ("model + copy, references read twice", "model + copy, read once"):
+        start = time.perf_counter()
+        pairs[name] = []
+        for g in groups.values():
+            hyps, srcs = [r["hypothesis"] for r in g], [r["source"] for r in g]
+            refs = [r["reference"] for r in g]
+            if name.endswith("twice"):
+                pairs[name].append((scoring.score(hyps, refs), scoring.score(srcs, refs)))
+            else:
+                against = scoring.References(refs)
+                pairs[name].append((against.score(hyps)[0], against.score(srcs)[0]))
+        timing[name] = time.perf_counter() - start
+    checks = {
+        "scoring.score": results["one pass per figure"] == results["scoring.score"],
+        "model + copy, read once": len(set(map(repr, pairs.values()))) == 1,
+    }
     print(
         f"\nScoring the release's {sum(len(g) for g in groups.values())} test translations "
         f"({len(groups)} sets: corpus BLEU, chrF, chrF++ and each sentence's chrF++) in one "
-        "process\n"
+        "process; then the translations and the copy-the-source baseline\n"
     )
     print_table(
-        ("scoring", "s", "same figures"),
+        ("scoring", "s", "same figures as the row above"),
         [
-            (k, f"{v:.1f}", "" if k != "scoring.score" else ("yes" if same else "no"))
+            (
+                k,
+                f"{v:.1f}",
+                ("yes" if checks[k] else "no") if k in checks else "-",
+            )
             for k, v in timing.items()
         ],
     )

@@ -1371,6 +1371,10 @@ def test_metrics_cover_both_benchmarks_with_signatures_and_baselines(project):
     card = (out / "model_card.md").read_text()
     assert "FLORES-200 devtest" in card and "non-commercial" in card
     assert "(zero-shot)" in card
+    # The card says how the outputs were decoded, from the rules stored with the weights.
+    decoding = card[card.index("## Decoding") :]
+    assert decoding.startswith("## Decoding\nGreedy, no 2-gram of subwords twice")
+    assert f"Lexical prior: {saved['decoding']['lexical_prior']}." in decoding
     speed = json.loads((out / "speed.json").read_text())
     assert speed["throughput_items_per_s"] > 0
     predictions = (out / "predictions.csv").read_text(encoding="utf-8").splitlines()

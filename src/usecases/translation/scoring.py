@@ -322,6 +322,23 @@ def card_tables(metrics: dict[str, Any]) -> str:
                 f"language pairs the corpora train (never a zero-shot one); dev sentences 1-{n} "
                 "were held out for model selection, and FLORES-200 devtest was never trained on."
             )
+    decoding = metrics.get("decoding")
+    if decoding:
+        beams, ngram = decoding.get("beams", 1), decoding.get("no_repeat_ngram", 0)
+        rules = ["greedy" if beams == 1 else f"beam search ({beams} beams)"]
+        if ngram:
+            rules.append(f"no {ngram}-gram of subwords twice")
+        if decoding.get("repetition_penalty", 1.0) != 1.0:
+            rules.append(f"repetition penalty {decoding['repetition_penalty']}")
+        lines += [
+            "",
+            "## Decoding",
+            f"{', '.join(rules).capitalize()}; at least {decoding.get('min_new_tokens')} and at "
+            f"most {decoding.get('max_new_tokens')} subwords. Names and numbers: "
+            f"{decoding.get('names_and_numbers')}. Lexical prior: "
+            f"{decoding.get('lexical_prior')}. The rules are stored with the weights: "
+            "`zoo translate` decodes the same way.",
+        ]
     lines += [
         "",
         f"Signatures: BLEU `{metrics.get('signatures', {}).get('bleu', '-')}`; chrF++ "
