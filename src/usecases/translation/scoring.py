@@ -330,10 +330,11 @@ def card_tables(metrics: dict[str, Any]) -> str:
             rules.append(f"no {ngram}-gram of subwords twice")
         if decoding.get("repetition_penalty", 1.0) != 1.0:
             rules.append(f"repetition penalty {decoding['repetition_penalty']}")
+        said = ", ".join(rules)
         lines += [
             "",
             "## Decoding",
-            f"{', '.join(rules).capitalize()}; at least {decoding.get('min_new_tokens')} and at "
+            f"{said[0].upper()}{said[1:]}; at least {decoding.get('min_new_tokens')} and at "
             f"most {decoding.get('max_new_tokens')} subwords. Names and numbers: "
             f"{decoding.get('names_and_numbers')}. Lexical prior: "
             f"{decoding.get('lexical_prior')}. The rules are stored with the weights: "
