@@ -214,6 +214,11 @@ class CopyPlan:
         self.pending = bool((self.k < self.count).any())
 
 
+def has_lexicon(model: torch.nn.Module) -> bool:
+    """Whether `model` has a lexical prior with its tables set (`LexicalPriorMixin`)."""
+    return hasattr(model, "lex_idx") and model.lex_idx.shape[0] > 0
+
+
 class LexicalDiagonal:
     """One greedy batch's lexical prior on the diagonal. The model's lexical prior adds
     g * log p(y | x) to every position's logits, p(y | x) = (t(y | NULL) + sum_i t(y | x_i)) /
@@ -268,9 +273,7 @@ class LexicalDiagonal:
         near = self.null.scatter_add(1, self.slot, (self.vals * w[..., None]).flatten(1))
         p = (1 - self.share) * self.bag + self.share * near / (self.n[:, None] + 1)
         change = (self.gate * (torch.log(p + self.eps) - self.log_bag)) * self.used
-        size = logits.shape[1]
-        inside = self.cols < size
-        return logits.scatter_add_(1, self.cols.clamp(max=size - 1), change * inside)
+        return logits.scatter_add_(1, self.cols, change)  # full-vocabulary logits, every path
 
     def select(self, keep: torch.Tensor) -> None:
         for name in (
@@ -461,7 +464,7 @@ def _generate(
     if copying and opts.beams > 1:
         log.warning("copy_bonus: names and numbers are copied by greedy decoding only (beams=1)")
     leaning = opts.lexical_diagonal > 0
-    if leaning and not (hasattr(model, "lex_idx") and model.lex_idx.shape[0]):
+    if leaning and not has_lexicon(model):
         raise ValueError(
             f"lexical_diagonal={opts.lexical_diagonal}: this model has no lexical prior's "
             "tables to place on the diagonal; decode with lexical_diagonal=0"

@@ -41,6 +41,7 @@ from usecases.translation.decode import (
     DecodeOptions,
     Translator,
     generate,
+    has_lexicon,
     translate_all,
     worker_count,
 )
@@ -689,7 +690,7 @@ class Translation(UseCase):
                 if opts.lexical_diagonal and opts.beams == 1
                 else "the same bag at every step"
             )
-            if hasattr(model, "lex_idx") and model.lex_idx.shape[0]
+            if has_lexicon(model)
             else "none",
         }
         metrics["eval_limit"] = _d(cfg).eval_limit
