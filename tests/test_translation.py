@@ -13,6 +13,7 @@ import subprocess
 import sys
 import types
 import unicodedata
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -323,6 +324,32 @@ def test_curriculum_opens_on_short_pairs_then_joins_the_plain_stream():
     assert list(fresh) == epochs[1]  # resumable: a function of (seed, position)
     with pytest.raises(ValueError, match="curriculum_start=0"):
         TokenBatchSampler(lengths, tokens=160, seed=5, curriculum=10, curriculum_start=0)
+
+
+def test_temperature_sampling_gives_small_directions_a_larger_share_of_each_pass():
+    lengths = [(3 + i % 17, 4 + (i * 5) % 19) for i in range(1100)]
+    groups = ["big"] * 1000 + ["small"] * 100
+
+    def counts(s: TokenBatchSampler) -> Counter:
+        return Counter(groups[i] for b in s._pass(0) for i in b)
+
+    plain = TokenBatchSampler(lengths, tokens=200, seed=3, groups=groups, temperature=1.0)
+    assert list(plain) == list(TokenBatchSampler(lengths, tokens=200, seed=3))  # 1 = as before
+    assert counts(plain) == {"big": 1000, "small": 100}
+    hot = TokenBatchSampler(lengths, tokens=200, seed=3, groups=groups, temperature=5.0)
+    # Shares 1000 ** 0.2 : 100 ** 0.2 of the same 1,100 draws: 674 and 426 (a pass of "small"
+    # 4.26 times over, each example 4 or 5 times; a seeded subset of "big").
+    share = counts(hot)
+    assert share == {"big": 674, "small": 426}
+    drawn = Counter(i for b in hot._pass(0) for i in b if groups[i] == "small")
+    assert set(drawn.values()) == {4, 5}
+    assert hot._pass(1) != hot._pass(0)
+    again = TokenBatchSampler(lengths, tokens=200, seed=3, groups=groups, temperature=5.0)
+    assert again._pass(1) == hot._pass(1)  # a function of (seed, pass)
+    with pytest.raises(ValueError, match="temperature=0"):
+        TokenBatchSampler(lengths, tokens=200, seed=3, groups=groups, temperature=0)
+    with pytest.raises(ValueError, match="2 group labels for 1100 examples"):
+        TokenBatchSampler(lengths, tokens=200, seed=3, groups=["a", "b"], temperature=2.0)
 
 
 # -- scoring -----------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Hashable, Iterator, Sequence
 
 import torch
 
@@ -82,6 +83,12 @@ class TokenBatchSampler:
     replacement, from the `competence` share of examples with the fewest source + target tokens
     at the block's first batch, so the model meets short pairs first and every pair by the end.
     The passes over all the data follow. Every batch stays a pure function of (seed, position).
+
+    With `groups` (one label per example, e.g. its translation direction) and a `temperature`
+    other than 1, each pass keeps its size but draws group g's share in proportion to
+    n_g ** (1 / temperature) instead of n_g (Arivazhagan et al. 2019, "Massively multilingual
+    neural machine translation in the wild"): above 1 the small groups get more of each pass,
+    their examples repeated in turn, and the large ones fewer, a seeded subset of them.
     """
 
     def __init__(
@@ -92,16 +99,35 @@ class TokenBatchSampler:
         batches_per_epoch: int = 0,
         curriculum: int = 0,
         curriculum_start: float = 0.2,
+        groups: Sequence[Hashable] | None = None,
+        temperature: float = 1.0,
     ) -> None:
         if not lengths:
             raise ValueError("no training examples to batch")
+        if not temperature > 0:
+            raise ValueError(f"temperature={temperature}: expected a number > 0")
+        if groups is not None and len(groups) != len(lengths):
+            raise ValueError(f"{len(groups)} group labels for {len(lengths)} examples")
         if curriculum < 0 or not 0.0 < curriculum_start <= 1.0:
             raise ValueError(
                 f"curriculum={curriculum}, curriculum_start={curriculum_start}: expected a "
                 "number of batches >= 0 and a starting share in (0, 1]"
             )
         self.lengths, self.tokens, self.seed = list(lengths), tokens, seed
-        self.pass_len = len(token_batches(self.lengths, tokens, seed))
+        self.shares: list[tuple[list[int], int]] = []  # (a group's examples, its draws per pass)
+        if groups is not None and temperature != 1.0:
+            members: dict[Hashable, list[int]] = defaultdict(list)
+            for i, g in enumerate(groups):
+                members[g].append(i)
+            weights = {g: len(m) ** (1.0 / temperature) for g, m in members.items()}
+            total = sum(weights.values())
+            self.shares = [
+                (m, max(1, round(len(self.lengths) * weights[g] / total)))
+                for g, m in sorted(members.items(), key=lambda x: str(x[0]))
+            ]
+        self.pass_len = (
+            len(self._pass(0)) if self.shares else len(token_batches(self.lengths, tokens, seed))
+        )
         self.per_epoch = batches_per_epoch or self.pass_len
         self.epoch = 0
         self.blocks = -(-curriculum // CURRICULUM_BLOCK)
@@ -126,7 +152,15 @@ class TokenBatchSampler:
         return self.per_epoch
 
     def _pass(self, k: int) -> list[list[int]]:
-        return token_batches(self.lengths, self.tokens, self.seed * 1_000_003 + k)
+        seed = self.seed * 1_000_003 + k
+        if not self.shares:
+            return token_batches(self.lengths, self.tokens, seed)
+        rng = random.Random(-seed)
+        pick: list[int] = []
+        for members, draws in self.shares:
+            whole, rest = divmod(draws, len(members))
+            pick += members * whole + rng.sample(members, rest)
+        return token_batches(self.lengths, self.tokens, seed, subset=pick)
 
     def __iter__(self) -> Iterator[list[int]]:
         start = self.epoch * self.per_epoch

@@ -70,6 +70,10 @@ class MTDataConfig(DataConfig):
     # only, from the shortest `curriculum_start` share up to all of them (0 = off).
     curriculum_batches: int = 0
     curriculum_start: float = 0.2
+    # Each pass over the training examples draws direction g's share in proportion to
+    # n_g ** (1 / sampling_temperature) (1 = as the corpora come; larger gives the small
+    # directions more of each pass and the large ones less).
+    sampling_temperature: float = 1.0
     val_sentences: int = 40
     eval_limit: int | None = None
     beams: int = 1
@@ -474,6 +478,7 @@ class Translation(UseCase):
                     "start_id": start,
                     "ref": rows[i][3],
                     "tgt_lang": tgt,
+                    "direction": f"{rows[i][0]}-{tgt}",
                 }
         return out
 
@@ -514,6 +519,8 @@ class Translation(UseCase):
             d.batches_per_epoch,
             d.curriculum_batches,
             d.curriculum_start,
+            groups=[e["direction"] for e in train],
+            temperature=d.sampling_temperature,
         )
         codec = self.vocab(meta)
         pads = partial(collate, pad_id=codec.pad_id, start_id=codec.start_id)
