@@ -327,6 +327,8 @@ def test_curriculum_opens_on_short_pairs_then_joins_the_plain_stream():
 
 
 def test_temperature_sampling_gives_small_directions_a_larger_share_of_each_pass():
+    from usecases.translation.task import Translation
+
     lengths = [(3 + i % 17, 4 + (i * 5) % 19) for i in range(1100)]
     groups = ["big"] * 1000 + ["small"] * 100
 
@@ -348,6 +350,12 @@ def test_temperature_sampling_gives_small_directions_a_larger_share_of_each_pass
     assert again._pass(1) == hot._pass(1)  # a function of (seed, pass)
     with pytest.raises(ValueError, match="temperature=0"):
         TokenBatchSampler(lengths, tokens=200, seed=3, groups=groups, temperature=0)
+    bad = types.SimpleNamespace(
+        data=types.SimpleNamespace(sampling_temperature=-1.0),
+        trainer=types.SimpleNamespace(strategy="single"),
+    )
+    with pytest.raises(DataError, match=r"data.sampling_temperature=-1.0: expected a number"):
+        Translation().build_loaders(bad, {})
     with pytest.raises(ValueError, match="2 group labels for 1100 examples"):
         TokenBatchSampler(lengths, tokens=200, seed=3, groups=["a", "b"], temperature=2.0)
 

@@ -511,6 +511,11 @@ class Translation(UseCase):
             raise DataError(
                 "translation batches by tokens in one process; use trainer.strategy=single"
             )
+        if not d.sampling_temperature > 0:
+            raise DataError(
+                f"data.sampling_temperature={d.sampling_temperature}: expected a number above 0 "
+                "(1 = each direction's share as the corpora come)"
+            )
         train, val = self.datasets(cfg, meta)
         sampler = TokenBatchSampler(
             [(len(e["src_ids"]), len(e["tgt_ids"])) for e in train],
