@@ -830,7 +830,7 @@ def test_target_word_dropout_blanks_decoder_inputs_in_training_only():
     def cfg(p):
         return types.SimpleNamespace(
             optim=types.SimpleNamespace(label_smoothing=0.0),
-            data=types.SimpleNamespace(decoder_dropout=p),
+            data=types.SimpleNamespace(decoder_dropout=p, diagonal_training=False),
         )
 
     batch = collate(
@@ -976,6 +976,7 @@ def _prior_cfg(model: str, **priors: Any) -> types.SimpleNamespace:
         copy_bonus=0.0,
         lexical_diagonal=0.0,
         diagonal_width=0.6,
+        diagonal_training=False,
         vocab_size=40,
         attention="sdpa",
     )
@@ -1051,6 +1052,14 @@ def test_copy_prior_offers_the_sources_names_and_numbers(tmp_path):
         Translation().build_model(_prior_cfg("pre_nano", lexical_diagonal=0.5), [])
     with pytest.raises(DataError, match="diagonal_width=0.0: expected a width above 0"):
         Translation().build_model(_prior_cfg("pre_nano", diagonal_width=0.0), [])
+    with pytest.raises(DataError, match=r"diagonal_training=true needs .*\(it is 0.0\)"):
+        Translation().build_model(
+            _prior_cfg("pre_nano", lexical_prior=True, diagonal_training=True), []
+        )
+    on = dict(lexical_prior=True, lexical_diagonal=0.5, diagonal_training=True)
+    with pytest.raises(DataError, match="diagonal_training=true with data.copy_pointer"):
+        Translation().build_model(_prior_cfg("pre_nano", **on, copy_pointer=True), [])
+    assert Translation().build_model(_prior_cfg("pre_nano", **on), []).lex_gate.requires_grad
 
 
 def test_copy_pointer_offers_the_source_name_it_points_at(tmp_path):
@@ -1177,7 +1186,7 @@ def test_the_loss_reads_only_the_labelled_positions(lexical):
     model = _toy_prior_model(lexical != "no tables")  # the labelled path either way
     cfg = types.SimpleNamespace(
         optim=types.SimpleNamespace(label_smoothing=0.1),
-        data=types.SimpleNamespace(decoder_dropout=0.0),
+        data=types.SimpleNamespace(decoder_dropout=0.0, diagonal_training=False),
     )
     grads = []
     for path in ("forward", "labelled"):
@@ -1260,6 +1269,66 @@ def test_output_cross_entropy_is_the_separate_operations_loss(smoothing):
         output_cross_entropy(hidden, weight, prior, rows, labels, 1.0)
 
 
+def test_output_cross_entropy_adds_each_positions_own_columns():
+    import torch
+    import torch.nn.functional as F
+
+    from usecases.translation.losses import output_cross_entropy
+
+    torch.manual_seed(0)
+    n, d, vocab = 9, 5, 17
+    hidden, weight, prior = torch.randn(n, d), torch.randn(vocab, d), torch.randn(2, vocab)
+    rows, labels = torch.tensor([0] * 4 + [1] * 5), torch.randint(0, vocab, (n,))
+    cols = torch.stack([torch.randperm(vocab)[:4] for _ in range(n)])  # each column once a row
+    change = torch.randn(n, 4)
+
+    def run(fused: bool):
+        h, g = hidden.clone().requires_grad_(), torch.tensor(0.6, requires_grad=True)
+        if fused:
+            loss = output_cross_entropy(h, weight, prior, rows, labels, 0.1, 4, (cols, g * change))
+        else:
+            logits = (F.linear(h, weight) + prior[rows]).scatter_add(1, cols, g * change)
+            loss = F.cross_entropy(logits, labels, label_smoothing=0.1)
+        loss.backward()
+        return loss.detach(), h.grad, g.grad
+
+    for name, a, b in zip(("loss", "hidden", "gate"), run(False), run(True), strict=True):
+        assert torch.allclose(a, b, atol=1e-5), (name, a, b)
+    assert run(True)[2].abs() > 1e-4  # the changed columns' gradient reaches the gate
+    with pytest.raises(ValueError, match=r"extra columns \(9, 4\) and values \(9, 3\)"):
+        output_cross_entropy(hidden, weight, prior, rows, labels, extra=(cols, change[:, :3]))
+
+
+def test_training_on_the_diagonal_gives_greedy_decodings_logits():
+    """With `data.diagonal_training`, the k-th labelled position of a target gets the change
+    greedy decoding gives step k (`LexicalDiagonal.bias`), from its own direction's ratio."""
+    import torch
+
+    from usecases.translation.batching import pad
+    from usecases.translation.decode import LexicalDiagonal
+
+    model = _toy_prior_model(tables=True).eval()
+    sources = [[5, 9, 11, 13, EOS], [8, 10, EOS], [5, 12, 14, 16, 18, 20, EOS]]
+    targets = [[14, 15, 16, EOS], [17, 18, 19, 20, 21, EOS], [22, EOS]]
+    x, mask = pad(sources, PAD), pad([[1] * len(s) for s in sources], 0)
+    labels = pad(targets, -100)
+    dec = pad([[PAD, *t[:-1]] for t in targets], PAD)
+    ratios = torch.tensor([1.5, 0.8, 2.0], dtype=torch.float64)
+    with torch.no_grad():
+        bag, keep = model.labelled_logits(x, mask, dec, labels)
+        lean, _ = model.labelled_logits(x, mask, dec, labels, (ratios, 0.5, 0.6))
+        position = 0
+        for r, t in enumerate(targets):
+            one = LexicalDiagonal(model, x[r : r + 1], float(ratios[r]), 0.5, 0.6)
+            for k in range(len(t)):
+                expected = one.bias(bag[position : position + 1].clone(), k)[0]
+                assert torch.allclose(lean[position], expected, atol=1e-5), (r, k)
+                position += 1
+        assert not torch.allclose(lean, bag)
+        loss = model.labelled_loss(x, mask, dec, labels, 0.0, (ratios, 0.5, 0.6))
+    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(lean, keep).item())
+
+
 def test_test_sets_translate_the_same_in_worker_processes(tmp_path):
     import types
 
@@ -1330,7 +1399,7 @@ def _train_and_copy(model) -> int:
     loss_fn = Translation().loss_fn(
         types.SimpleNamespace(
             optim=types.SimpleNamespace(label_smoothing=0.0),
-            data=types.SimpleNamespace(decoder_dropout=0.0),
+            data=types.SimpleNamespace(decoder_dropout=0.0, diagonal_training=False),
         )
     )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -1535,6 +1604,24 @@ def tiny_checkpoint(folder: Path) -> Path:
     )
     MarianMTModel(config).save_pretrained(folder)
     return folder
+
+
+def test_training_with_the_prior_on_the_diagonal(project):
+    """`data.diagonal_training=true` trains through the stages (each direction's own ratio
+    from the release's metadata) and moves the weights away from the bag's run."""
+    import torch
+
+    root, _, overrides, _, _ = project
+    cfg = get_usecase("translation").config(
+        compose(overrides + ["data.diagonal_training=true", "name=diag"], usecase="translation")
+    )
+    stages.train(cfg)
+    lean, meta, _ = stages.load_model(root / "models/translation/diag")
+    bag, _, _ = stages.load_model(root / "models/translation" / cfg.model.name)
+    assert meta["length_ratios"] and meta["decode"]["lexical_diagonal"] == 0.5
+    assert not torch.equal(lean.lex_gate, bag.lex_gate)
+    with open(root / "models/translation/diag" / stages.HISTORY, encoding="utf-8") as f:
+        assert all(float(row["val_loss"]) < 20 for row in csv.DictReader(f))
 
 
 def test_a_local_pretrained_checkpoint_fine_tunes_and_translates(project, tmp_path):

@@ -232,7 +232,12 @@ class LexicalDiagonal:
     changes one step's logits, `select` keeps rows, as `CopyPlan` does."""
 
     def __init__(
-        self, model: torch.nn.Module, x: torch.Tensor, ratio: float, share: float, width: float
+        self,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        ratio: float | torch.Tensor,
+        share: float,
+        width: float,
     ) -> None:
         from usecases.translation.lexicon import EOS, EPS, NULL, PAD
 
@@ -264,15 +269,32 @@ class LexicalDiagonal:
         self.log_bag = torch.log(self.bag + EPS)
         self.position = self.content.long().cumsum(dim=1).float() - 1  # among the content subwords
         self.gate = float(model.lex_gate.detach())
-        self.ratio, self.share, self.width, self.eps = max(ratio, 1e-6), share, width, EPS
+        # each row's expected target/source token ratio, in float64 as a Python float divides
+        ratio = torch.as_tensor(ratio, dtype=torch.float64, device=x.device)
+        self.ratio = ratio.clamp(min=1e-6).expand(x.shape[0])
+        self.share, self.width, self.eps = share, width, EPS
+
+    def change(self, steps: torch.Tensor) -> torch.Tensor:
+        """log((1 - share) p(y | x) + share p_j(y | x)) - log p(y | x) at the steps `steps` of
+        each row's translation ([R, T], j counted from 0 after the start token), on the row's
+        columns `self.cols`: [R, T, columns], the gate not applied. Greedy decoding asks for
+        one step at a time (`bias`); training asks for every target position at once
+        (`models.LexicalPriorMixin`, `data.diagonal_training`)."""
+        place = (steps.double() / self.ratio[:, None]).float()[..., None]  # [R, T, 1]
+        content = self.content[:, None, :]
+        w = torch.exp(-((self.position[:, None, :] - place) ** 2) / (2 * self.width**2)) * content
+        w = w * (self.n[:, None] / w.sum(dim=2).clamp(min=1e-12))[..., None]  # sums to n
+        rows, t = w.shape[:2]
+        spread = (self.vals[:, None] * w[..., None]).flatten(2)  # [R, T, S * k]
+        slot = self.slot[:, None, :].expand(rows, t, -1)
+        near = self.null[:, None, :].expand(rows, t, -1).scatter_add(2, slot, spread)
+        bag = self.bag[:, None, :]
+        p = (1 - self.share) * bag + self.share * near / (self.n[:, None, None] + 1)
+        return (torch.log(p + self.eps) - self.log_bag[:, None, :]) * self.used[:, None, :]
 
     def bias(self, logits: torch.Tensor, step: int) -> torch.Tensor:
-        place = step / self.ratio
-        w = torch.exp(-((self.position - place) ** 2) / (2 * self.width**2)) * self.content
-        w = w * (self.n / w.sum(dim=1).clamp(min=1e-12))[:, None]  # sums to n
-        near = self.null.scatter_add(1, self.slot, (self.vals * w[..., None]).flatten(1))
-        p = (1 - self.share) * self.bag + self.share * near / (self.n[:, None] + 1)
-        change = (self.gate * (torch.log(p + self.eps) - self.log_bag)) * self.used
+        steps = torch.full((len(self.n), 1), step, dtype=torch.long, device=logits.device)
+        change = self.gate * self.change(steps)[:, 0]
         return logits.scatter_add_(1, self.cols, change)  # full-vocabulary logits, every path
 
     def select(self, keep: torch.Tensor) -> None:
@@ -287,6 +309,7 @@ class LexicalDiagonal:
             "bag",
             "log_bag",
             "position",
+            "ratio",
         ):
             setattr(self, name, getattr(self, name)[keep])
 

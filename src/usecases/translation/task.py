@@ -88,6 +88,10 @@ class MTDataConfig(DataConfig):
     # (decode.LexicalDiagonal; 0 = off). Needs the lexical prior.
     lexical_diagonal: float = 0.0
     diagonal_width: float = 0.6
+    # Train with the lexical prior on the diagonal too, as greedy decoding applies it (the
+    # share and width above; models.LexicalPriorMixin.diagonal_change), so that the model and
+    # the prior's learnt weight learn with the prior they decode with.
+    diagonal_training: bool = False
     decoder_start: str = "tag"  # the decoder's first input: "tag" (the target's tag) or "pad"
     # Train on FLORES-200 dev too (every trained pair, never a zero-shot one), except its first
     # `flores_dev_heldout` sentences, which stay out for model selection. Devtest never trains.
@@ -132,16 +136,35 @@ def _d(cfg: Config) -> MTDataConfig:
     return cfg.data  # type: ignore[return-value]
 
 
+def batch_diagonal(
+    batch: dict[str, Any], lean: tuple[float, float] | None
+) -> tuple[torch.Tensor, float, float] | None:
+    """The lexical prior on the diagonal for a training batch (`models.Diagonal`: each
+    sentence's expected target/source token ratio, the share, the width), or None for
+    `lean` None (`data.diagonal_training` off: (share, width) when on)."""
+    if lean is None:
+        return None
+    ratios = torch.tensor(batch["ratio"], dtype=torch.float64, device=batch["input_ids"].device)
+    return ratios, *lean
+
+
 def labelled_logits(
-    model: nn.Module, batch: dict[str, Any], dec: torch.Tensor
+    model: nn.Module,
+    batch: dict[str, Any],
+    dec: torch.Tensor,
+    lean: tuple[float, float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and labels for the loss, [N, V] and [N] (labels may hold IGNORE): only the
-    labelled positions' for a model with the priors (`LexicalPriorMixin.labelled_logits`),
-    every position's through `forward` for the others (and under a DDP or compile wrapper,
-    whose forward must run)."""
+    labelled positions' for a model with the priors (`LexicalPriorMixin.labelled_logits`; with
+    `lean`, (share, width), the lexical prior on the diagonal), every position's through
+    `forward` for the others (and under a DDP or compile wrapper, whose forward must run)."""
     if isinstance(model, LexicalPriorMixin) and not model.copy_pointer:
         return model.labelled_logits(
-            batch["input_ids"], batch["attention_mask"], dec, batch["labels"]
+            batch["input_ids"],
+            batch["attention_mask"],
+            dec,
+            batch["labels"],
+            batch_diagonal(batch, lean),
         )
     logits = model(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=dec
@@ -150,14 +173,23 @@ def labelled_logits(
 
 
 def labelled_loss(
-    model: nn.Module, batch: dict[str, Any], dec: torch.Tensor, smoothing: float
+    model: nn.Module,
+    batch: dict[str, Any],
+    dec: torch.Tensor,
+    smoothing: float,
+    lean: tuple[float, float] | None = None,
 ) -> torch.Tensor:
     """The training loss: mean label-smoothed cross entropy over the labelled target positions,
     through `LexicalPriorMixin.labelled_loss` (output layer and loss in chunks) for a model with
-    the priors, else from `labelled_logits`."""
+    the priors (`lean` as in `labelled_logits`), else from `labelled_logits`."""
     if isinstance(model, LexicalPriorMixin) and not model.copy_pointer:
         return model.labelled_loss(
-            batch["input_ids"], batch["attention_mask"], dec, batch["labels"], smoothing
+            batch["input_ids"],
+            batch["attention_mask"],
+            dec,
+            batch["labels"],
+            smoothing,
+            batch_diagonal(batch, lean),
         )
     logits, labels = labelled_logits(model, batch, dec)
     return F.cross_entropy(logits, labels, ignore_index=IGNORE, label_smoothing=smoothing)
@@ -379,6 +411,17 @@ class Translation(UseCase):
                 f"data.lexical_diagonal={d.lexical_diagonal} needs data.lexical_prior=true: it "
                 "places that prior's tables on the diagonal"
             )
+        if d.diagonal_training and not (d.lexical_diagonal and d.lexical_prior):
+            raise DataError(
+                "data.diagonal_training=true needs data.lexical_prior=true and a "
+                f"data.lexical_diagonal above 0 (it is {d.lexical_diagonal}): it trains with "
+                "the prior on the diagonal that greedy decoding applies"
+            )
+        if d.diagonal_training and d.copy_pointer:
+            raise DataError(
+                "data.diagonal_training=true with data.copy_pointer=true: the copy pointer "
+                "trains through the model's forward, which keeps the prior's bag"
+            )
         if d.diagonal_width <= 0:
             raise DataError(
                 f"data.diagonal_width={d.diagonal_width}: expected a width above 0 (subwords)"
@@ -517,6 +560,11 @@ class Translation(UseCase):
                 "(1 = each direction's share as the corpora come)"
             )
         train, val = self.datasets(cfg, meta)
+        # Each direction's expected target/source token ratio, for the lexical prior on the
+        # diagonal in training (`data.diagonal_training`), as `decode.Translator` decodes it.
+        ratios = meta.get("length_ratios", {})
+        for e in (*train, *val):
+            e["ratio"] = ratios.get(e["direction"], 1.0)
         sampler = TokenBatchSampler(
             [(len(e["src_ids"]), len(e["tgt_ids"])) for e in train],
             d.tokens_per_batch,
@@ -537,17 +585,24 @@ class Translation(UseCase):
         val_loader = DataLoader(val, batch_size=d.eval_batch_size, collate_fn=pads)
         return loader, val_loader
 
+    @staticmethod
+    def _lean(cfg: Config) -> tuple[float, float] | None:
+        """(share, width) of the lexical prior on the diagonal in training, or None."""
+        d = _d(cfg)
+        return (d.lexical_diagonal, d.diagonal_width) if d.diagonal_training else None
+
     def loss_fn(self, cfg: Config):
         smoothing = cfg.optim.label_smoothing
         p = _d(cfg).decoder_dropout
         if not 0.0 <= p < 1.0:
             raise DataError(f"data.decoder_dropout={p}: expected a probability in [0, 1)")
+        lean = self._lean(cfg)
 
         def loss(model: nn.Module, batch) -> torch.Tensor:
             dec = batch["decoder_input_ids"]
             if p > 0 and model.training:
                 dec = drop_target_words(dec, p, model.config.pad_token_id)
-            return labelled_loss(model, batch, dec, smoothing)
+            return labelled_loss(model, batch, dec, smoothing, lean)
 
         return loss
 
@@ -561,14 +616,16 @@ class Translation(UseCase):
         )
 
         vocab = self._codec(cfg, read_summary_labels(self.processed_dir(cfg)))
+        lean = self._lean(cfg)
 
         def evaluate(model: nn.Module, loader) -> dict[str, float]:
-            """Validation loss, and chrF++ of greedy translations of the dev sentences."""
+            """Validation loss (under the prior the model trains with), and chrF++ of greedy
+            translations of the dev sentences."""
             from sacrebleu.metrics import CHRF
 
             total, count, refs, vocab_ids = 0.0, 0, [], []
             for batch in loader:
-                logits, labels = labelled_logits(model, batch, batch["decoder_input_ids"])
+                logits, labels = labelled_logits(model, batch, batch["decoder_input_ids"], lean)
                 n = (batch["labels"] != IGNORE).sum().item()
                 total += F.cross_entropy(
                     logits, labels, ignore_index=IGNORE, reduction="sum"
