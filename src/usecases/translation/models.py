@@ -295,18 +295,19 @@ class LexicalPriorMixin:
                 bias = bias + self.copy_gate * prior["copy_bias"]
             rows = keep.nonzero()[:, 0]  # each position's sentence
             if diagonal is not None:
-                extra = self.diagonal_change(input_ids, keep, diagonal)
+                extra = self.diagonal_change(input_ids, keep, rows, diagonal)
         return hidden, bias, rows, labels[keep], extra
 
     def diagonal_change(
-        self, input_ids: torch.Tensor, keep: torch.Tensor, diagonal: Diagonal
+        self, input_ids: torch.Tensor, keep: torch.Tensor, rows: torch.Tensor, diagonal: Diagonal
     ) -> Sparse:
         """The lexical prior on the diagonal in training, as greedy decoding applies it
         (`decode.LexicalDiagonal`, `data.diagonal_training`): at the k-th labelled position of
         a target, the prior's bag is mixed with the source subwords near k's place on the
         diagonal (k / the direction's expected target/source token ratio). That changes only
         the columns the table offers for the sentence's source, so the change comes back
-        sparse: (columns [N, C], values [N, C]) for the N labelled positions (`keep` [B, T]),
+        sparse: (columns [N, C], values [N, C]) for the N labelled positions (`keep` [B, T],
+        `rows` [N] the sentence of each),
         the values times the learnt weight of the prior, which their gradient reaches.
         `diagonal` is (each sentence's expected ratio [B], the share of the bag, the width)."""
         from usecases.translation.decode import LexicalDiagonal
@@ -315,7 +316,6 @@ class LexicalPriorMixin:
         lean = LexicalDiagonal(self, input_ids, ratios, share, width)
         steps = torch.arange(keep.shape[1], device=keep.device).expand(keep.shape[0], -1)
         change = lean.change(steps)[keep]  # [N, C]
-        rows = keep.nonzero()[:, 0]
         return lean.cols[rows], self.lex_gate * change
 
     def labelled_logits(

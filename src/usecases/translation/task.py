@@ -47,7 +47,12 @@ from usecases.translation.decode import (
 )
 from usecases.translation.glossary import Glossary
 from usecases.translation.lexicon import copy_flags, lexicon_tables
-from usecases.translation.models import ATTENTION, LexicalPriorMixin, init_embeddings_from_pairs
+from usecases.translation.models import (
+    ATTENTION,
+    Diagonal,
+    LexicalPriorMixin,
+    init_embeddings_from_pairs,
+)
 from usecases.translation.vocab import Codec, HFCodec, Vocab, pack_ids, train_spm, unpack_ids
 
 log = logging.getLogger(__name__)
@@ -136,9 +141,7 @@ def _d(cfg: Config) -> MTDataConfig:
     return cfg.data  # type: ignore[return-value]
 
 
-def batch_diagonal(
-    batch: dict[str, Any], lean: tuple[float, float] | None
-) -> tuple[torch.Tensor, float, float] | None:
+def batch_diagonal(batch: dict[str, Any], lean: tuple[float, float] | None) -> Diagonal | None:
     """The lexical prior on the diagonal for a training batch (`models.Diagonal`: each
     sentence's expected target/source token ratio, the share, the width), or None for
     `lean` None (`data.diagonal_training` off: (share, width) when on)."""
