@@ -83,6 +83,8 @@ bench: install  ## run the benchmarks (prints tables)
 	else echo "mt_decode.py needs the translation default: run 'make repro' first"; fi
 	@if [ -f models/translation/pre_nano/weights.safetensors ]; then $(BIN)/python benchmarks/mt_step.py; \
 	else echo "mt_step.py needs the translation default: run 'make repro' first"; fi
+	@if [ -f data/processed/translation/summary.json ]; then $(BIN)/python benchmarks/mt_setup.py; \
+	else echo "mt_setup.py needs the prepared translation corpus: run 'make repro' first"; fi
 
 lab: install  ## start JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks

@@ -8,8 +8,10 @@ decoding rules, on one thread (as each scoring worker runs), through `transforme
 with its dynamic cache, through `incremental.PrenormSteps` over every subword, and through
 `PrenormSteps` with each target language's output vocabulary (the release's `target_vocab`:
 its training text's subwords, the sources' own and the end token), the first three without the
-lexical prior on the diagonal, and then the third with it (`decode.LexicalDiagonal`), taking
-turns for `--rounds` rounds so that a slower minute of a shared machine falls on all four.
+lexical prior on the diagonal, then the third with it (`decode.LexicalDiagonal`), these four
+with the decoding rules on the whole vocabulary's scores, and last the fourth with the rules
+on the allowed subwords' columns only (`decode.Columns`, as the release decodes), taking turns
+for `--rounds` rounds so that a slower minute of a shared machine falls on all five.
 Prints seconds (best and mean) and how many translations differ from the previous row's.
 
 Scoring: the release's `predictions.csv` (every test set) scored by sacrebleu one pass per
@@ -28,6 +30,7 @@ import argparse
 import collections
 import csv
 import dataclasses
+import functools
 import statistics
 import time
 from pathlib import Path
@@ -35,7 +38,7 @@ from pathlib import Path
 import torch
 
 from mt_budget import DIRECTIONS, dev_sources, load_release, print_table
-from usecases.translation import corpus, incremental, scoring
+from usecases.translation import corpus, decode, incremental, scoring
 from usecases.translation.decode import DecodeOptions
 
 RELEASE = Path("models/translation/pre_nano")
@@ -46,18 +49,23 @@ PATHS = (
     "incremental.PrenormSteps",
     "PrenormSteps, language vocabulary",
     "the same, lexical prior on the diagonal",
+    "the same, rules on the allowed columns",
 )
 
 
 def decode_seconds(translate, sets, opts, path: str) -> tuple[float, list]:
     """(seconds, translations) of `sets` on one of PATHS (the diagonal at the release's share,
-    or at the default's 0.5 for a release decoded without it)."""
-    supports, vocabularies = incremental.supports, translate.target_vocab
+    or at the default's 0.5 for a release decoded without it). The rows before the last apply
+    the decoding rules to the whole vocabulary's scores, as greedy decoding did before
+    `decode.Columns`."""
+    supports, vocabularies, greedy = incremental.supports, translate.target_vocab, decode.greedy
     if path == PATHS[0]:
         incremental.supports = lambda model: False
     if path not in PATHS[2:]:
         translate.target_vocab = {}
-    share = (opts.lexical_diagonal or 0.5) if path == PATHS[3] else 0.0
+    if path != PATHS[4]:
+        decode.greedy = functools.partial(greedy, only_allowed_columns=False)
+    share = (opts.lexical_diagonal or 0.5) if path in PATHS[3:] else 0.0
     opts = dataclasses.replace(opts, lexical_diagonal=share)
     try:
         start = time.perf_counter()
@@ -65,6 +73,7 @@ def decode_seconds(translate, sets, opts, path: str) -> tuple[float, list]:
         return time.perf_counter() - start, outs
     finally:
         incremental.supports, translate.target_vocab = supports, vocabularies
+        decode.greedy = greedy
 
 
 def score_per_figure(hyps: list[str], refs: list[str]) -> tuple[dict, list[str]]:

@@ -78,23 +78,51 @@ def split_long(ids: list[int], limit: int = MAX_SOURCE_TOKENS) -> list[list[int]
 
 
 def _penalise_and_block(
-    seqs: torch.Tensor, scores: torch.Tensor, penalty: float, ngram: int
+    seqs: torch.Tensor,
+    scores: torch.Tensor,
+    penalty: float,
+    ngram: int,
+    column: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """`transformers`' repetition penalty (every token already in the row, the start token
     included: a positive logit divided by `penalty`, a negative one multiplied) and no-repeat
-    n-gram rule (a token that would complete an n-gram already in the row is barred)."""
+    n-gram rule (a token that would complete an n-gram already in the row is barred). With
+    `column` (`Columns.of`), `scores` holds only the allowed subwords' columns: a token outside
+    them, whose logit would be -inf, is left as it is."""
     if penalty != 1.0:
-        seen = scores.gather(1, seqs)
-        scores = scores.scatter(1, seqs, torch.where(seen < 0, seen * penalty, seen / penalty))
+        if column is None:
+            seen = scores.gather(1, seqs)
+            penalised = torch.where(seen < 0, seen * penalty, seen / penalty)
+            scores = scores.scatter(1, seqs, penalised)
+        else:
+            cols = column[seqs]
+            inside = cols < scores.shape[1]
+            seen = scores.gather(1, cols.clamp(max=scores.shape[1] - 1))
+            penalised = torch.where(seen < 0, seen * penalty, seen / penalty)
+            rows = torch.arange(len(seqs), device=seqs.device)[:, None].expand_as(cols)
+            scores.index_put_((rows[inside], cols[inside]), penalised[inside])
     if ngram > 0 and seqs.shape[1] >= ngram:
         prefix = seqs[:, seqs.shape[1] + 1 - ngram :]
         windows = seqs.unfold(1, ngram, 1)
         hit = (windows[..., :-1] == prefix.unsqueeze(1)).all(dim=-1)
-        vocab = scores.shape[1]
-        banned = torch.zeros((scores.shape[0], vocab + 1), dtype=torch.bool)
-        banned.scatter_(1, torch.where(hit, windows[..., -1].clamp(max=vocab), vocab), True)
-        scores = scores.masked_fill(banned[:, :vocab], float("-inf"))
+        width = scores.shape[1]
+        last = windows[..., -1] if column is None else column[windows[..., -1]]
+        banned = torch.zeros((scores.shape[0], width + 1), dtype=torch.bool)
+        banned.scatter_(1, torch.where(hit, last.clamp(max=width), width), True)
+        scores = scores.masked_fill(banned[:, :width], float("-inf"))
     return scores
+
+
+class Columns:
+    """The columns of a greedy batch's scores when it may write only `allowed` (sorted ids):
+    `ids[c]` is column c's subword and `of[y]` subword y's column (len(allowed) outside them).
+    The decoding rules then work on these columns instead of the whole vocabulary, and give
+    the same choices: every subword outside them scores -inf on the whole vocabulary."""
+
+    def __init__(self, allowed: torch.Tensor, size: int) -> None:
+        self.ids = allowed
+        self.of = torch.full((size + 1,), len(allowed), dtype=torch.long, device=allowed.device)
+        self.of[allowed] = torch.arange(len(allowed), device=allowed.device)
 
 
 class CopyPlan:
@@ -156,6 +184,15 @@ class CopyPlan:
         self.pending = bool((self.count > 0).any())  # a row has a word still to offer
         self.continues = continues.to(device=device, dtype=torch.bool)
         self.bonus = bonus
+        self.column: torch.Tensor | None = None  # `restrict`
+
+    def restrict(self, columns: Columns) -> None:
+        """Bias scores that hold only `columns`' subwords (`greedy`)."""
+        inside = columns.ids < len(self.continues)
+        continues = torch.zeros(len(columns.ids), dtype=torch.bool, device=self.continues.device)
+        continues[inside] = self.continues[columns.ids[inside]]
+        self.continues = continues
+        self.column = columns.of
 
     def _next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(the next subword of each row's word whose turn it is [R], whether the row has a
@@ -176,7 +213,8 @@ class CopyPlan:
         rows = torch.arange(len(self.k), device=self.k.device)
         due = self.at[rows, self.k.clamp(max=self.at.shape[1] - 1)] <= step
         r = (left & ((self.j > 0) | due)).nonzero()[:, 0]
-        scores[r, nxt[r]] += self.bonus
+        cols = nxt[r] if self.column is None else self.column[nxt[r]]
+        scores[r, cols] += self.bonus
         return scores
 
     def advance(self, tokens: torch.Tensor) -> None:
@@ -292,10 +330,17 @@ class LexicalDiagonal:
         p = (1 - self.share) * bag + self.share * near / (self.n[:, None, None] + 1)
         return (torch.log(p + self.eps) - self.log_bag[:, None, :]) * self.used[:, None, :]
 
+    def restrict(self, columns: Columns) -> None:
+        """Bias scores that hold only `columns`' subwords (`greedy`): a subword outside them
+        (-inf on the whole vocabulary) gets no change, on the last column (adding 0)."""
+        cols = columns.of[self.cols]
+        self.used &= cols < len(columns.ids)
+        self.cols = cols.clamp(max=len(columns.ids) - 1)
+
     def bias(self, logits: torch.Tensor, step: int) -> torch.Tensor:
         steps = torch.full((len(self.n), 1), step, dtype=torch.long, device=logits.device)
         change = self.gate * self.change(steps)[:, 0]
-        return logits.scatter_add_(1, self.cols, change)  # full-vocabulary logits, every path
+        return logits.scatter_add_(1, self.cols, change)  # the logits' columns (`restrict`)
 
     def select(self, keep: torch.Tensor) -> None:
         for name in (
@@ -327,6 +372,7 @@ def greedy(
     allowed: torch.Tensor | None = None,
     copy: CopyPlan | None = None,
     diagonal: LexicalDiagonal | None = None,
+    only_allowed_columns: bool = True,
 ) -> list[list[int]]:
     """Greedy decoding of one padded batch `x` (its `mask`: 1 on tokens, 0 on padding): the
     choices of `model.generate(num_beams=1)` with the same repetition penalty, no-repeat
@@ -335,7 +381,9 @@ def greedy(
     rather than what its longest row needs. With `allowed` (sorted subword ids, the end token
     among them) no other subword is written; with `copy`, the sources' names and numbers are
     offered as it plans; with `diagonal`, the lexical prior leans on the diagonal. Rows come back
-    as [start, tokens..., end]."""
+    as [start, tokens..., end]. With `allowed` and `incremental.PrenormSteps`, the rules work
+    on the allowed subwords' columns only (`Columns`; `only_allowed_columns=False`: on the
+    whole vocabulary, the others at -inf, the same choices at a higher cost)."""
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
     from usecases.translation import incremental
@@ -350,6 +398,15 @@ def greedy(
     barred = None  # PrenormSteps computes the allowed logits only; transformers' path masks
     if allowed is not None and fast is None:
         barred = OnlyAllowed(allowed, model.config.vocab_size)
+    # PrenormSteps with `allowed`: the scores hold the allowed subwords' columns only.
+    columns = None
+    if only_allowed_columns and allowed is not None and fast is not None:
+        columns = Columns(allowed, model.config.vocab_size)
+    column, eos = (None, eos_id) if columns is None else (columns.of, int(columns.of[eos_id]))
+    if columns is not None:
+        for rule in (copy, diagonal):
+            if rule is not None:
+                rule.restrict(columns)
     cache = EncoderDecoderCache(DynamicCache(), DynamicCache()) if fast is None else None
     seqs = first.view(-1, 1)
     live = torch.arange(x.shape[0])  # batch row of each row of `seqs`
@@ -357,7 +414,7 @@ def greedy(
     done: dict[int, list[int]] = {}
     for step in range(max_new):
         if fast is not None:
-            logits = fast.step(seqs[:, -1])
+            logits = fast.step(seqs[:, -1], spread=columns is None)
         else:
             logits = (
                 model(
@@ -374,14 +431,17 @@ def greedy(
                 logits = barred(seqs, logits)
         if diagonal is not None:
             logits = diagonal.bias(logits, step)
-        scores = _penalise_and_block(seqs, logits, opts.repetition_penalty, opts.no_repeat_ngram)
+        scores = _penalise_and_block(
+            seqs, logits, opts.repetition_penalty, opts.no_repeat_ngram, column
+        )
         if copy is not None:
             scores = copy.bias(scores, step)
         if step == max_new - 1:  # the last step may only end the sentence
             scores = torch.full_like(scores, float("-inf"))
-            scores[:, eos_id] = 0
-        scores[min_new > step, eos_id] = float("-inf")
-        seqs = torch.cat([seqs, scores.argmax(dim=-1, keepdim=True)], dim=1)
+            scores[:, eos] = 0
+        scores[min_new > step, eos] = float("-inf")
+        best = scores.argmax(dim=-1, keepdim=True)
+        seqs = torch.cat([seqs, best if columns is None else columns.ids[best]], dim=1)
         if copy is not None:
             copy.advance(seqs[:, -1])
         ended = running & (seqs[:, -1] == eos_id)

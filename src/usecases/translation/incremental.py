@@ -47,8 +47,9 @@ def supports(model: torch.nn.Module) -> bool:
 
 class PrenormSteps:
     """One batch's decoder state. `step(tokens)` feeds each live row its next input token and
-    returns the logits of the token after it ([rows, V], float32); `select(keep)` keeps only
-    the rows `keep` (a 1-d index tensor), in that order."""
+    returns the logits of the token after it ([rows, V], float32; with `allowed`, -inf outside
+    it, or only its columns); `select(keep)` keeps only the rows `keep` (a 1-d index tensor),
+    in that order."""
 
     def __init__(
         self,
@@ -122,7 +123,9 @@ class PrenormSteps:
         out = scores.softmax(dim=-1).to(v.dtype) @ v
         return out.reshape(q.shape[0], self.dim)
 
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+    def step(self, tokens: torch.Tensor, spread: bool = True) -> torch.Tensor:
+        """With `allowed` and `spread=False`, only the allowed subwords' logits, in
+        `allowed`'s order ([rows, len(allowed)])."""
         if self.t >= self.max_steps:
             raise RuntimeError(f"decoding step {self.t + 1} exceeds the {self.max_steps} allocated")
         rows, t = tokens.shape[0], self.t
@@ -155,7 +158,7 @@ class PrenormSteps:
             logits = (h.to(w.dtype) @ w.t()).float() + self.logit_bias  # the bias in float32
         else:
             logits = torch.addmm(self.logit_bias, h, w.t())
-        if self.allowed is None:
+        if self.allowed is None or not spread:
             return logits
         out = logits.new_full((rows, self.vocab_size), float("-inf"))
         return out.index_copy_(1, self.allowed, logits)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 
 from usecases.translation.vocab import EOS, PAD
@@ -39,44 +40,82 @@ def ibm1(
     uniform start, `iterations` EM rounds. Returns (t, sources, targets): t[i, j] is the
     probability that source subword sources[i] translates as targets[j] (each row sums to 1;
     sources[0] is the NULL word), over the subwords that occur only, which keeps the table
-    small. Deterministic: the counts are summed serially."""
+    small. Deterministic: the counts are summed serially, in the pairs' length order.
+
+    The pairs go through EM `chunk` at a time in length order, as [pairs, 1 + source length,
+    target length] blocks padded to the chunk's longest. Each round reads and writes only
+    the (source, target) cells that co-occur in some pair (a quarter of the table for the
+    largest language here), through one list of them; padding reads an extra cell that
+    stays 0. (The chunks fix the rounding of each target position's sum over the source:
+    the tables do not depend on anything else.)"""
     if not pairs:
         raise ValueError("IBM Model 1 needs at least one training pair")
     if iterations < 1:
         raise ValueError(f"iterations={iterations}: expected at least 1")
-    sources = torch.tensor(sorted({NULL, *(x for s, _ in pairs for x in s)}), dtype=torch.long)
-    targets = torch.tensor(sorted({y for _, t in pairs for y in t}), dtype=torch.long)
+    src_lens = np.array([len(s) for s, _ in pairs], dtype=np.int64)
+    tgt_lens = np.array([len(y) for _, y in pairs], dtype=np.int64)
+    flat_src = np.fromiter((x for s, _ in pairs for x in s), np.int64, int(src_lens.sum()))
+    flat_tgt = np.fromiter((y for _, t in pairs for y in t), np.int64, int(tgt_lens.sum()))
+    sources = np.union1d(flat_src, [NULL])
+    targets = np.unique(flat_tgt)
     if not len(targets):
         raise ValueError("IBM Model 1 needs target subwords: every target is empty")
     ns, nt = len(sources), len(targets)
-    s_of = {int(x): i for i, x in enumerate(sources)}
-    t_of = {int(y): j for j, y in enumerate(targets)}
-    order = sorted(range(len(pairs)), key=lambda i: (len(pairs[i][0]), len(pairs[i][1])))
-    batches = []
+    # Each pair's source (the NULL word first) and target as rows of table indices.
+    src_rows = _rows(np.searchsorted(sources, flat_src), src_lens, lead=0)
+    tgt_rows = _rows(np.searchsorted(targets, flat_tgt), tgt_lens)
+    order = np.lexsort((tgt_lens, src_lens))  # stable: by source, then target length
+    blocks = []
     for start in range(0, len(order), chunk):
-        rows = [pairs[i] for i in order[start : start + chunk]]
-        ls = 1 + max(len(s) for s, _ in rows)
-        lt = max(1, max(len(y) for _, y in rows))
-        src = torch.full((len(rows), ls), -1, dtype=torch.long)
-        tgt = torch.full((len(rows), lt), -1, dtype=torch.long)
-        for r, (s, y) in enumerate(rows):
-            src[r, : 1 + len(s)] = torch.tensor([0, *(s_of[x] for x in s)], dtype=torch.long)
-            tgt[r, : len(y)] = torch.tensor([t_of[x] for x in y], dtype=torch.long)
+        rows = order[start : start + chunk]
+        src = _padded(src_rows, src_lens[rows] + 1, rows)
+        tgt = _padded(tgt_rows, tgt_lens[rows], rows, width=1)
         valid = (src[:, :, None] >= 0) & (tgt[:, None, :] >= 0)
         flat = src.clamp(min=0)[:, :, None] * nt + tgt.clamp(min=0)[:, None, :]
-        batches.append((flat, valid))
-    cells = torch.cat([flat[valid] for flat, valid in batches])
+        blocks.append(flat.masked_fill_(~valid, ns * nt))
+    # The cells that co-occur, in the table's order, and each block cell's place among them
+    # (padding, the extra cell ns * nt: the extra place `used`, whose probability stays 0).
+    every = torch.cat([b.view(-1) for b in blocks])
+    shapes = [b.shape for b in blocks]
+    del blocks
+    seen = torch.zeros(ns * nt + 1, dtype=torch.bool).index_fill_(0, every, True)[:-1]
+    cells = seen.nonzero().squeeze(1)
+    used = len(cells)
+    place = torch.cumsum(seen, 0, dtype=torch.int32).sub_(1)
+    every = torch.cat([place, torch.tensor([used], dtype=torch.int32)]).index_select(0, every)
+    del seen, place
+    posts = torch.empty(len(every))
     t = torch.full((ns, nt), 1.0 / nt)
     for _ in range(iterations):
-        table = t.view(-1)
-        posts = []
-        for flat, valid in batches:
-            p = table[flat] * valid
-            posts.append((p / p.sum(dim=1, keepdim=True).clamp(min=1e-30))[valid])
-        # Expected counts: one serial (so deterministic) float64 sum per table cell.
-        counts = torch.bincount(cells, torch.cat(posts), minlength=ns * nt).view(ns, nt)
+        tu = torch.cat([t.view(-1).index_select(0, cells), torch.zeros(1)])
+        p = tu.index_select(0, every)
+        offset = 0
+        for shape in shapes:
+            n = shape.numel()
+            block = p[offset : offset + n].view(shape)
+            out = posts[offset : offset + n].view(shape)
+            torch.div(block, block.sum(dim=1, keepdim=True).clamp(min=1e-30), out=out)
+            offset += n
+        # Expected counts: one serial (so deterministic) sum per cell, in the pairs' order.
+        counts = torch.bincount(every, posts, minlength=used + 1)[:used]
+        counts = torch.zeros(ns * nt).index_copy_(0, cells, counts).view(ns, nt)
         t = (counts / counts.sum(dim=1, keepdim=True).clamp(min=1e-30)).float()
-    return t, sources, targets
+    return t, torch.from_numpy(sources), torch.from_numpy(targets)
+
+
+def _rows(values: np.ndarray, lengths: np.ndarray, lead: int | None = None) -> list:
+    """`values` cut into consecutive rows of `lengths` (each row led by `lead` if given)."""
+    cuts = np.cumsum(lengths)[:-1]
+    rows = np.split(values, cuts)
+    return rows if lead is None else [np.concatenate(([lead], r)) for r in rows]
+
+
+def _padded(rows: list, lengths: np.ndarray, pick: np.ndarray, width: int = 0) -> torch.Tensor:
+    """rows[pick] as a [len(pick), longest] tensor padded with -1."""
+    out = np.full((len(pick), max(width, int(lengths.max()))), -1, dtype=np.int64)
+    for r, i in enumerate(pick):
+        out[r, : lengths[r]] = rows[i]
+    return torch.from_numpy(out)
 
 
 def lexicon_tables(
